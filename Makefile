@@ -1,0 +1,65 @@
+# cursorgate: `make run` serves the gateway, `make test` runs the tests.
+# Both work on a fresh clone with only Python 3.11+ installed: the venv is made on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PROTOS := $(shell find protos -name '*.proto' | sort)
+GEN    := gen/.stamp
+
+.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP) $(GEN)
+
+# The one target that generates code: messages, typed stubs, grpcio stubs and Connect stubs,
+# all on google.protobuf so grpcio and connectrpc share one set of classes.
+$(GEN): $(STAMP) $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	cd protos && ../$(BIN)/python -m grpc_tools.protoc -I . \
+	  --plugin=protoc-gen-connectrpc=../$(BIN)/protoc-gen-connectrpc \
+	  --plugin=protoc-gen-mypy_grpc=../$(BIN)/protoc-gen-mypy_grpc \
+	  --python_out=../gen --pyi_out=../gen --grpc_python_out=../gen \
+	  --mypy_grpc_out=only_async:../gen \
+	  --connectrpc_out=../gen --connectrpc_opt=protobuf=google,io=async \
+	  $(patsubst protos/%,%,$(PROTOS))
+	touch $@
+
+proto: $(GEN)
+
+run: install
+	$(BIN)/cursorgate run
+
+core: install
+	$(BIN)/cursorgate core
+
+facade: install
+	$(BIN)/cursorgate facade
+
+simulator: install
+	$(BIN)/cursorgate simulator
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check core facade tests
+	$(BIN)/ruff format --check core facade tests
+	$(BIN)/mypy
+
+live-test: install
+	$(BIN)/python -m pytest -m live -p no:cacheprovider tests/test_live.py $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""cursorgate core: gRPC API, upstream Connect client to Cursor, licenses and account pool."""

@@ -1,0 +1,116 @@
+"""Shapes an upstream event stream into the gateway's: stop sequences, max_tokens, usage, finish."""
+
+from __future__ import annotations
+
+import math
+
+from cursorgate.v1 import chat_pb2
+
+FinishReason = chat_pb2.FinishReason
+
+# Cursor reports no token counts on the chat stream; estimate like OpenAI's rule of thumb.
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(chars: int) -> int:
+    return math.ceil(chars / CHARS_PER_TOKEN) if chars else 0
+
+
+def prompt_chars(request: chat_pb2.ChatRequest) -> int:
+    total = 0
+    for message in request.messages:
+        total += 4 * CHARS_PER_TOKEN  # per-message overhead, as OpenAI counts it
+        for part in message.content:
+            total += len(part.text) if part.HasField("text") else 85 * CHARS_PER_TOKEN
+        for call in message.tool_calls:
+            total += len(call.name) + len(call.arguments)
+    for tool in request.tools:
+        total += len(tool.name) + len(tool.description) + len(str(tool.parameters))
+    return total
+
+
+class AnswerShaper:
+    """Feed it upstream deltas; it returns what to send on, and tells when to stop early."""
+
+    def __init__(self, request: chat_pb2.ChatRequest) -> None:
+        sampling = request.sampling
+        self.stops = [s for s in sampling.stop if s]
+        self.max_tokens = sampling.max_tokens if sampling.HasField("max_tokens") else None
+        self.prompt_chars = prompt_chars(request)
+        self.text_chars = 0
+        self.reasoning_chars = 0
+        self.tool_chars = 0
+        self.saw_tool_call = False
+        self.finished: chat_pb2.FinishReason.ValueType | None = None
+        self._held = ""  # text held back because it might start a stop sequence
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    def feed(self, event: chat_pb2.ChatEvent) -> list[chat_pb2.ChatEvent]:
+        if self.done:
+            return []
+        kind = event.WhichOneof("event")
+        if kind == "text":
+            return self._text(event.text.text)
+        if kind == "reasoning":
+            self.reasoning_chars += len(event.reasoning.text)
+            return [event]
+        if kind == "tool_call":
+            self.saw_tool_call = True
+            self.tool_chars += len(event.tool_call.name) + len(event.tool_call.arguments)
+            return [event]
+        return []  # usage/finish come from finish()
+
+    def _text(self, text: str) -> list[chat_pb2.ChatEvent]:
+        text = self._held + text
+        self._held = ""
+        if self.stops:
+            cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+            if cut >= 0:
+                self.finished = FinishReason.FINISH_REASON_STOP
+                return self._emit(text[:cut])
+            keep = max(len(s) for s in self.stops) - 1
+            keep = next(
+                (k for k in range(min(keep, len(text)), 0, -1)
+                 if any(s.startswith(text[-k:]) for s in self.stops)),
+                0,
+            )
+            if keep:
+                text, self._held = text[:-keep], text[-keep:]
+        return self._emit(text)
+
+    def _emit(self, text: str) -> list[chat_pb2.ChatEvent]:
+        if self.max_tokens is not None:
+            room = self.max_tokens * CHARS_PER_TOKEN - self.text_chars - self.reasoning_chars
+            if len(text) >= room:
+                text = text[: max(room, 0)]
+                self.finished = FinishReason.FINISH_REASON_LENGTH
+        self.text_chars += len(text)
+        return [chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text=text))] if text else []
+
+    def finish(self) -> list[chat_pb2.ChatEvent]:
+        """The closing events: pending text, usage, finish."""
+        out: list[chat_pb2.ChatEvent] = []
+        if self._held and not self.done:
+            held, self._held = self._held, ""
+            out += self._emit(held)
+        reason = self.finished
+        if reason is None:
+            reason = FinishReason.FINISH_REASON_TOOL_CALLS if self.saw_tool_call else FinishReason.FINISH_REASON_STOP
+        out.append(chat_pb2.ChatEvent(usage=self.usage()))
+        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason)))
+        return out
+
+    def usage(self) -> chat_pb2.Usage:
+        prompt = estimate_tokens(self.prompt_chars)
+        reasoning = estimate_tokens(self.reasoning_chars)
+        completion = estimate_tokens(self.text_chars + self.tool_chars) + reasoning
+        return chat_pb2.Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            reasoning_tokens=reasoning,
+            estimated=True,
+        )

@@ -1,0 +1,120 @@
+"""cursorgate.v1.ChatService: authenticate, validate, route, shape; errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from core.answer import AnswerShaper
+from core.catalog import ModelInfo
+from core.errors import Code, GatewayError
+from core.licenses import License, LicenseRegistry
+from core.router import Router
+from core.secrets import bearer
+from core.validate import validate_chat
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc
+
+log = logging.getLogger("cursorgate.chat")
+
+
+def metadata_value(context: grpc.aio.ServicerContext[object, object], key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value if isinstance(item.value, str) else item.value.decode()
+    return None
+
+
+class ChatService(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(self, licenses: LicenseRegistry, router: Router, catalog: dict[str, ModelInfo]) -> None:
+        self.licenses = licenses
+        self.router = router
+        self.catalog = catalog
+
+    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]) -> License:
+        lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
+        validate_chat(request)
+        if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
+            raise GatewayError(
+                Code.ERROR_CODE_MODEL_NOT_FOUND,
+                f"The model '{request.model}' does not exist or is not offered by any account.",
+                param="model",
+            )
+        self.licenses.authorize(lic, request.model)
+        lic.requests_used += 1
+        if not request.request_id:
+            request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        return lic
+
+    async def _events(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        shaper = AnswerShaper(request)
+        upstream = self.router.stream(request, context.time_remaining())
+        async with contextlib.aclosing(upstream):  # type: ignore[type-var]
+            async for event in upstream:
+                for out in shaper.feed(event):
+                    yield out
+                if shaper.done:
+                    break  # stop sequence or max_tokens: closes the upstream stream
+        for out in shaper.finish():
+            yield out
+
+    async def StreamChat(  # noqa: N802 (gRPC method name)
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        started = time.monotonic()
+        try:
+            self._admit(request, context)
+            async for event in self._events(request, context):
+                yield event
+        except GatewayError as err:
+            log.info("chat %s failed: %s", request.request_id or "-", Code.Name(err.code))
+            await context.abort_with_status(err.to_status())
+        finally:
+            log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
+
+    async def Chat(  # noqa: N802
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> chat_pb2.ChatResponse:
+        try:
+            self._admit(request, context)
+            return await aggregate(request, self._events(request, context))
+        except GatewayError as err:
+            log.info("chat %s failed: %s", request.request_id or "-", Code.Name(err.code))
+            await context.abort_with_status(err.to_status())
+            raise  # unreachable: abort raises
+
+
+async def aggregate(
+    request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent]
+) -> chat_pb2.ChatResponse:
+    """Folds a stream of events into one answer (tool call fragments joined per index)."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, chat_pb2.ToolCall] = {}
+    response = chat_pb2.ChatResponse(id=request.request_id, model=request.model)
+    async for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "text":
+            text.append(event.text.text)
+        elif kind == "reasoning":
+            reasoning.append(event.reasoning.text)
+        elif kind == "tool_call":
+            delta = event.tool_call
+            call = calls.setdefault(delta.index, chat_pb2.ToolCall())
+            call.id = call.id or delta.id
+            call.name = call.name or delta.name
+            call.arguments += delta.arguments
+        elif kind == "usage":
+            response.usage.CopyFrom(event.usage)
+        elif kind == "finish":
+            response.finish_reason = event.finish.reason
+    response.content = "".join(text)
+    response.reasoning = "".join(reasoning)
+    response.tool_calls.extend(calls[i] for i in sorted(calls))
+    return response

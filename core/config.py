@@ -1,0 +1,66 @@
+"""Core settings, read from the environment (and an optional env file).
+
+The variable names are a public interface: keep them stable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+# "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
+# the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
+DEFAULT_CLIENT_VERSION = "2.3.41"
+DEFAULT_UPSTREAM_URL = "https://api2.cursor.sh"
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CURSORGATE_",
+        env_file=os.environ.get("CURSORGATE_ENV_FILE", ".env"),
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # One Cursor account for simple setups; the account pool adds more.
+    cursor_token: SecretStr | None = Field(default=None, validation_alias="CURSOR_TOKEN")
+    # Gateway API keys accepted from callers, comma separated (seeded; more come from the admin API).
+    licenses: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    admin_key: SecretStr | None = None
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    client_version: str = DEFAULT_CLIENT_VERSION
+    # pyqwest's HTTP/2 can fail under many small frames (python-stack.md, P14): allow forcing HTTP/1.1.
+    upstream_http1: bool = False
+    # Seconds with no frame from upstream before a stream is declared stalled.
+    upstream_idle_timeout: float = 60.0
+    # Seconds to establish the upstream connection and receive the first frame.
+    upstream_connect_timeout: float = 30.0
+    # Attempts per request across accounts, for failures before the first byte.
+    upstream_attempts: int = 3
+    timezone: str = "UTC"
+    ghost_mode: bool = True
+
+    image_max_bytes: int = 8 * 1024 * 1024
+    image_fetch_timeout: float = 10.0
+
+    log_level: str = "INFO"
+
+    @field_validator("licenses", mode="before")
+    @classmethod
+    def _split_licenses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @cached_property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"

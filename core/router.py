@@ -1,0 +1,79 @@
+"""Runs a chat on the account pool: pick an account, fail over while nothing reached the caller."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from core.accounts import Account, AccountPool
+from core.errors import Code, GatewayError
+from core.upstream.errors import Failure, UpstreamError
+from cursorgate.v1 import chat_pb2
+
+log = logging.getLogger("cursorgate.router")
+
+
+class ChatUpstream(Protocol):
+    def stream_chat(
+        self, account: Account, request: chat_pb2.ChatRequest, timeout: float | None
+    ) -> AsyncIterator[chat_pb2.ChatEvent]: ...
+
+
+class Router:
+    def __init__(self, pool: AccountPool, upstream: ChatUpstream, attempts: int) -> None:
+        self.pool = pool
+        self.upstream = upstream
+        self.attempts = max(1, attempts)
+
+    async def stream(
+        self, request: chat_pb2.ChatRequest, timeout: float | None
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        last: UpstreamError | None = None
+        tried = 0
+        for account in self.pool.candidates(request.model):
+            if tried >= self.attempts:
+                break
+            tried += 1
+            started = False
+            with self.pool.lease(account):
+                try:
+                    events = self.upstream.stream_chat(account, request, timeout)
+                    async with contextlib.aclosing(events):  # type: ignore[type-var]
+                        async for event in events:
+                            started = True
+                            yield event
+                    return
+                except UpstreamError as err:
+                    self._record(account, err)
+                    if started or not err.retryable:
+                        raise
+                    log.warning("account %s failed before first byte (%s); failing over",
+                                account.id, err.failure.value)
+                    last = err
+        if last is not None:
+            raise last
+        raise self._no_account(request.model)
+
+    def _record(self, account: Account, err: UpstreamError) -> None:
+        if err.failure is Failure.AUTH:
+            self.pool.disable(account, f"Cursor rejected the token: {err.message}")
+        elif err.failure in (Failure.RATE_LIMITED, Failure.USAGE_LIMIT):
+            self.pool.cool_down(account, err.retry_after_s, f"{err.failure.value}: {err.message}")
+        else:
+            account.last_error = f"{err.failure.value}: {err.message}"
+            account.failures += 1
+
+    def _no_account(self, model: str) -> GatewayError:
+        wait = self.pool.next_available_in(model)
+        if wait > 0:
+            return GatewayError(
+                Code.ERROR_CODE_RATE_LIMITED,
+                "Every Cursor account that offers this model is cooling down; retry later.",
+                retry_after_ms=int(wait * 1000),
+            )
+        return GatewayError(
+            Code.ERROR_CODE_NO_ACCOUNT_AVAILABLE,
+            f"No enabled Cursor account offers the model '{model}'.",
+        )

@@ -1,0 +1,71 @@
+"""The simulator's ASGI app: Connect services, the control API, and a fault-injecting middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aiserver.v1.chat_connect import ChatServiceASGIApplication
+from aiserver.v1.models_connect import AiServiceASGIApplication
+from core.simulator import control
+from core.simulator.config import SimulatorSettings
+from core.simulator.service import FAULT, SimAiService, SimChatService
+
+# An envelope (flag 0, length 4) whose payload is not a valid protobuf message.
+GARBAGE_FRAME = b"\x00\x00\x00\x00\x04\xff\xff\xff\xff"
+
+
+class _Abort(Exception):
+    pass
+
+
+class FaultMiddleware:
+    """Applies what a handler asked for: an HTTP 503, a cut connection, or a corrupt frame."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fault: dict[str, Any] = {}
+        FAULT.set(fault)
+        replaced = False
+
+        async def faulty_send(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and fault.get("http_status"):
+                replaced = True
+                await send({"type": "http.response.start", "status": fault["http_status"],
+                            "headers": [(b"content-type", b"text/html")]})
+                await send({"type": "http.response.body", "body": b"<html>503 Service Unavailable</html>"})
+                return
+            if message["type"] == "http.response.body" and fault.get("mode") == "break":
+                raise _Abort
+            if message["type"] == "http.response.body" and fault.get("mode") == "malformed":
+                replaced = True
+                await send({"type": "http.response.body", "body": GARBAGE_FRAME})
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, faulty_send)
+        except _Abort:
+            return  # the server closes the connection without ending the response
+
+
+def create_app(settings: SimulatorSettings | None = None) -> Starlette:
+    settings = settings or SimulatorSettings()
+    state = control.SimState()
+    chat = ChatServiceASGIApplication(SimChatService(settings, state))  # type: ignore[arg-type]
+    ai = AiServiceASGIApplication(SimAiService(settings, state))  # type: ignore[arg-type]
+    app = Starlette(routes=[*control.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)])
+    app.state.sim = state
+    app.add_middleware(FaultMiddleware)
+    return app

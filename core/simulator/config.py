@@ -1,0 +1,32 @@
+"""Simulator settings (environment, prefix CURSORGATE_SIMULATOR_)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def make_jwt(subject: str, exp: int = 4102444800) -> str:
+    """An unsigned JWT-shaped token (the simulator only checks its shape, like a gateway would)."""
+
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': subject, 'exp': exp})}.c2ltdWxhdG9y"
+
+
+class SimulatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CURSORGATE_SIMULATOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8790
+    # Requests older than this client version get ERROR_OUTDATED_CLIENT, as Cursor does.
+    min_client_version: str = "1.0.0"
+    # Default pacing of text frames, in milliseconds (0: as fast as possible).
+    frame_delay_ms: int = 0
+    log_level: str = "warning"
+
+    def demo_token(self) -> str:
+        return make_jwt("auth0|user_simulator")

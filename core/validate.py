@@ -1,0 +1,81 @@
+"""Checks on a ChatRequest that hold for every caller (facade or internal gRPC)."""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import invalid
+from cursorgate.v1 import chat_pb2
+
+Role = chat_pb2.Role
+ToolChoiceMode = chat_pb2.ToolChoice.Mode
+
+# OpenAI's rule for function names.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_MESSAGES = 2_000
+MAX_TOOLS = 128
+MAX_STOP = 4
+
+
+def validate_chat(request: chat_pb2.ChatRequest) -> None:
+    if not request.model:
+        raise invalid("'model' is required.", "model")
+    if not request.messages:
+        raise invalid("'messages' must contain at least one message.", "messages")
+    if len(request.messages) > MAX_MESSAGES:
+        raise invalid(f"At most {MAX_MESSAGES} messages are accepted.", "messages")
+    _validate_tools(request)
+    _validate_messages(request)
+    sampling = request.sampling
+    if len(sampling.stop) > MAX_STOP:
+        raise invalid(f"At most {MAX_STOP} stop sequences are accepted.", "stop")
+    if sampling.HasField("max_tokens") and sampling.max_tokens < 1:
+        raise invalid("'max_tokens' must be at least 1.", "max_tokens")
+    if sampling.HasField("temperature") and not 0 <= sampling.temperature <= 2:
+        raise invalid("'temperature' must be between 0 and 2.", "temperature")
+    if sampling.HasField("top_p") and not 0 <= sampling.top_p <= 1:
+        raise invalid("'top_p' must be between 0 and 1.", "top_p")
+
+
+def _validate_tools(request: chat_pb2.ChatRequest) -> None:
+    if len(request.tools) > MAX_TOOLS:
+        raise invalid(f"At most {MAX_TOOLS} tools are accepted.", "tools")
+    names: set[str] = set()
+    for i, tool in enumerate(request.tools):
+        if not TOOL_NAME.match(tool.name):
+            raise invalid(
+                "Tool names must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'.",
+                f"tools[{i}].function.name",
+            )
+        if tool.name in names:
+            raise invalid(f"Duplicate tool name '{tool.name}'.", f"tools[{i}].function.name")
+        names.add(tool.name)
+    choice = request.tool_choice
+    if choice.mode in (ToolChoiceMode.MODE_REQUIRED, ToolChoiceMode.MODE_FUNCTION) and not request.tools:
+        raise invalid("'tool_choice' requires 'tools'.", "tool_choice")
+    if choice.mode == ToolChoiceMode.MODE_FUNCTION and choice.function_name not in names:
+        raise invalid(f"'tool_choice' names an unknown tool '{choice.function_name}'.", "tool_choice")
+
+
+def _validate_messages(request: chat_pb2.ChatRequest) -> None:
+    call_ids: set[str] = set()
+    for i, message in enumerate(request.messages):
+        if message.role == Role.ROLE_UNSPECIFIED:
+            raise invalid("Each message needs a role.", f"messages[{i}].role")
+        for call in message.tool_calls:
+            if message.role != Role.ROLE_ASSISTANT:
+                raise invalid("Only assistant messages carry tool_calls.", f"messages[{i}].tool_calls")
+            if not call.id or not call.name:
+                raise invalid("Tool calls need an id and a name.", f"messages[{i}].tool_calls")
+            call_ids.add(call.id)
+        if message.role == Role.ROLE_TOOL:
+            if not message.tool_call_id:
+                raise invalid("Tool messages need a 'tool_call_id'.", f"messages[{i}].tool_call_id")
+            if message.tool_call_id not in call_ids:
+                raise invalid(
+                    f"'tool_call_id' {message.tool_call_id!r} answers no earlier assistant tool call.",
+                    f"messages[{i}].tool_call_id",
+                )
+        for part in message.content:
+            if part.HasField("image") and message.role != Role.ROLE_USER:
+                raise invalid("Images are accepted in user messages only.", f"messages[{i}].content")
