@@ -89,3 +89,27 @@ def seed_catalog() -> dict[str, ModelInfo]:
         name: ModelInfo(id=name, display_name=name, supports_thinking=name.endswith(THINKING_SUFFIX))
         for name in SEED_MODELS
     }
+
+
+# reasoning_effort -> model-name suffixes to try, best first (Cursor exposes effort as variants:
+# gpt-5.2-high, gpt-5.2-xhigh-fast, ...). "medium" is the unsuffixed model.
+EFFORT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "minimal": ("low",),
+    "low": ("low",),
+    "medium": (),
+    "high": ("high",),
+    "xhigh": ("xhigh", "high"),
+}
+
+
+def effort_variant(model: str, effort: str, known: set[str] | dict[str, ModelInfo]) -> str:
+    """The variant of `model` that matches a reasoning effort, when the catalog has one."""
+    if effort in ("", "none") or model.endswith(THINKING_SUFFIX):
+        return model
+    base, fast = (model.removesuffix("-fast"), "-fast") if model.endswith("-fast") else (model, "")
+    for suffix in EFFORT_SUFFIXES.get(effort, ()):
+        candidate = f"{base}-{suffix}{fast}"
+        if candidate in known:
+            return candidate
+    thinking = f"{model}{THINKING_SUFFIX}"
+    return thinking if thinking in known else model

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from core.answer import AnswerShaper
-from core.catalog import ModelInfo
+from core.catalog import ModelInfo, effort_variant
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
 from core.router import Router
@@ -38,6 +38,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
@@ -49,6 +50,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic
+
+    def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
+        if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
+            return
+        effort = chat_pb2.ReasoningEffort.Name(request.reasoning_effort).removeprefix("REASONING_EFFORT_").lower()
+        known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
+        request.model = effort_variant(request.model, effort, known)
 
     async def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
 DEFAULT_CLIENT_VERSION = "2.3.41"
 DEFAULT_UPSTREAM_URL = "https://api2.cursor.sh"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cursorgate.db"
 
 
 class CoreSettings(BaseSettings):
@@ -53,6 +54,17 @@ class CoreSettings(BaseSettings):
     image_fetch_timeout: float = 10.0
 
     log_level: str = "INFO"
+
+    # Persistence (core only): SQLite file by default, postgresql+asyncpg://... for replicas.
+    database_url: str = DEFAULT_DATABASE_URL
+    # Seconds between scheduled refreshes of every account's details (models, usage, plan).
+    refresh_interval: float = 1800.0
+    # Seconds between re-reads of licenses and accounts from the store (other replicas' changes).
+    store_sync_interval: float = 30.0
+    # Seconds between background writes of request log rows and counters.
+    store_flush_interval: float = 0.5
+    # Rows of the request log kept; older ones are deleted.
+    request_log_max_rows: int = 10_000
 
     @field_validator("licenses", mode="before")
     @classmethod

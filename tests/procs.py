@@ -1,0 +1,145 @@
+"""Starting the real processes (simulator, core, facade) on loopback for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from core.simulator.config import make_jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.closing(socket.socket()) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args} did not listen on {port}:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Proc:
+    name: str
+    module: str
+    port: int
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        out.close()
+        wait_port(self.port, self.popen, self.log)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.popen = None
+
+
+@dataclass
+class Stack:
+    """A running gateway: simulator + core + facade, each its own process."""
+
+    license: str
+    token: str
+    sim: Proc
+    core: Proc
+    facade: Proc
+    extra_tokens: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.facade.port}/cursor/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.facade.port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.core.port}"
+
+    def procs(self) -> list[Proc]:
+        return [self.sim, self.core, self.facade]
+
+    def logs(self) -> str:
+        return "\n".join(p.log.read_text(errors="replace") for p in self.procs() if p.log.exists())
+
+    def sim_control(self, path: str, payload: dict[str, object] | None = None) -> object:
+        url = f"{self.sim_url}/__sim/{path}"
+        response = httpx.post(url, json=payload or {}) if payload is not None else httpx.get(url)
+        response.raise_for_status()
+        return response.json()
+
+    def restart_core(self) -> None:
+        self.core.stop()
+        self.core.start()
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs()):
+            proc.stop()
+
+
+def start_stack(tmp: Path, env_extra: dict[str, str] | None = None, *, license: str = "sk-test-license") -> Stack:
+    token = make_jwt("auth0|user_test_primary")
+    sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "CURSORGATE_ENV_FILE": str(tmp / "none.env"),
+        "CURSORGATE_SIMULATOR_PORT": str(sim_port),
+        "CURSORGATE_GRPC_PORT": str(grpc_port),
+        "CURSORGATE_HTTP_PORT": str(http_port),
+        "CURSORGATE_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}",
+        "CURSORGATE_LICENSES": license,
+        "CURSORGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'cursorgate.db'}",
+        "CURSORGATE_LOG_LEVEL": "INFO",
+        "CURSOR_TOKEN": token,
+        **(env_extra or {}),
+    }
+    stack = Stack(
+        license=license,
+        token=env["CURSOR_TOKEN"],
+        sim=Proc("simulator", "core.simulator", sim_port, env, tmp / "simulator.log"),
+        core=Proc("core", "core", grpc_port, env, tmp / "core.log"),
+        facade=Proc("facade", "facade", http_port, env, tmp / "facade.log"),
+    )
+    try:
+        for proc in stack.procs():
+            proc.start()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
