@@ -41,7 +41,7 @@ class AnswerShaper:
         self.reasoning_chars = 0
         self.tool_chars = 0
         self.saw_tool_call = False
-        self.finished: chat_pb2.FinishReason.ValueType | None = None
+        self.finished: chat_pb2.FinishReason | None = None
         self._held = ""  # text held back because it might start a stop sequence
 
     @property
@@ -73,8 +73,11 @@ class AnswerShaper:
                 return self._emit(text[:cut])
             keep = max(len(s) for s in self.stops) - 1
             keep = next(
-                (k for k in range(min(keep, len(text)), 0, -1)
-                 if any(s.startswith(text[-k:]) for s in self.stops)),
+                (
+                    k
+                    for k in range(min(keep, len(text)), 0, -1)
+                    if any(s.startswith(text[-k:]) for s in self.stops)
+                ),
                 0,
             )
             if keep:
@@ -98,7 +101,11 @@ class AnswerShaper:
             out += self._emit(held)
         reason = self.finished
         if reason is None:
-            reason = FinishReason.FINISH_REASON_TOOL_CALLS if self.saw_tool_call else FinishReason.FINISH_REASON_STOP
+            reason = (
+                FinishReason.FINISH_REASON_TOOL_CALLS
+                if self.saw_tool_call
+                else FinishReason.FINISH_REASON_STOP
+            )
         out.append(chat_pb2.ChatEvent(usage=self.usage()))
         out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason)))
         return out

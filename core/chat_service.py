@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
@@ -17,15 +19,14 @@ from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
 from core.validate import validate_chat
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("cursorgate.chat")
 
 
-def metadata_value(context: grpc.aio.ServicerContext[object, object], key: str) -> str | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            return item.value if isinstance(item.value, str) else item.value.decode()
+def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
     return None
 
 
@@ -35,7 +36,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.router = router
         self.catalog = catalog
 
-    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]) -> License:
+    def _admit(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
         self._resolve_variant(request)
@@ -54,12 +57,14 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
             return
-        effort = chat_pb2.ReasoningEffort.Name(request.reasoning_effort).removeprefix("REASONING_EFFORT_").lower()
+        effort = (
+            chat_pb2.ReasoningEffort.Name(request.reasoning_effort).removeprefix("REASONING_EFFORT_").lower()
+        )
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
     async def _events(
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         shaper = AnswerShaper(request)
         upstream = self.router.stream(request, context.time_remaining())
@@ -72,8 +77,8 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         for out in shaper.finish():
             yield out
 
-    async def StreamChat(  # noqa: N802 (gRPC method name)
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+    async def StreamChat(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
         try:
@@ -86,8 +91,8 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         finally:
             log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
 
-    async def Chat(  # noqa: N802
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[object, object]
+    async def Chat(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
         try:
             self._admit(request, context)

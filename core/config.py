@@ -12,7 +12,6 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
 DEFAULT_CLIENT_VERSION = "2.3.41"

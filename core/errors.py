@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import grpc
+from cursorgate.v1 import errors_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-
-from cursorgate.v1 import errors_pb2
 
 Code = errors_pb2.ErrorCode
 
@@ -33,7 +32,7 @@ class GatewayError(Exception):
 
     def __init__(
         self,
-        code: errors_pb2.ErrorCode.ValueType,
+        code: errors_pb2.ErrorCode,
         message: str,
         *,
         param: str = "",
@@ -58,7 +57,8 @@ class GatewayError(Exception):
         detail = any_pb2.Any()
         detail.Pack(self.to_info())
         status = status_pb2.Status(code=self.status_code.value[0], message=self.message, details=[detail])
-        return rpc_status.to_status(status)
+        result: grpc.Status = rpc_status.to_status(status)
+        return result
 
     def __repr__(self) -> str:
         return f"GatewayError({Code.Name(self.code)}, {self.message!r})"

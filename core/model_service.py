@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import grpc
+from cursorgate.v1 import models_pb2, models_pb2_grpc
 
 from core.accounts import AccountPool
 from core.catalog import ModelInfo, owner_of
@@ -12,7 +14,6 @@ from core.chat_service import metadata_value
 from core.errors import GatewayError
 from core.licenses import LicenseRegistry
 from core.secrets import bearer
-from cursorgate.v1 import models_pb2, models_pb2_grpc
 
 CREATED = int(time.mktime((2025, 1, 1, 0, 0, 0, 0, 0, 0)))
 
@@ -32,8 +33,8 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         self.pool = pool
         self.seed = seed
 
-    async def ListModels(  # noqa: N802
-        self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[object, object]
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.ListModelsResponse:
         try:
             lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))

@@ -7,17 +7,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from cursorgate.v1 import chat_pb2
+
 from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
 from core.upstream.errors import Failure, UpstreamError
-from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.router")
 
 
 class ChatUpstream(Protocol):
     def stream_chat(
-        self, account: Account, request: chat_pb2.ChatRequest, timeout: float | None
+        self, account: Account, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]: ...
 
 
@@ -28,18 +29,14 @@ class Router:
         self.attempts = max(1, attempts)
 
     async def stream(
-        self, request: chat_pb2.ChatRequest, timeout: float | None
+        self, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         last: UpstreamError | None = None
-        tried = 0
-        for account in self.pool.candidates(request.model):
-            if tried >= self.attempts:
-                break
-            tried += 1
+        for account in self.pool.candidates(request.model)[: self.attempts]:
             started = False
             with self.pool.lease(account):
                 try:
-                    events = self.upstream.stream_chat(account, request, timeout)
+                    events = self.upstream.stream_chat(account, request, time_remaining)
                     async with contextlib.aclosing(events):  # type: ignore[type-var]
                         async for event in events:
                             started = True
@@ -49,8 +46,11 @@ class Router:
                     self._record(account, err)
                     if started or not err.retryable:
                         raise
-                    log.warning("account %s failed before first byte (%s); failing over",
-                                account.id, err.failure.value)
+                    log.warning(
+                        "account %s failed before first byte (%s); failing over",
+                        account.id,
+                        err.failure.value,
+                    )
                     last = err
         if last is not None:
             raise last
@@ -62,8 +62,7 @@ class Router:
         elif err.failure in (Failure.RATE_LIMITED, Failure.USAGE_LIMIT):
             self.pool.cool_down(account, err.retry_after_s, f"{err.failure.value}: {err.message}")
         else:
-            account.last_error = f"{err.failure.value}: {err.message}"
-            account.failures += 1
+            self.pool.record_error(account, f"{err.failure.value}: {err.message}")
 
     def _no_account(self, model: str) -> GatewayError:
         wait = self.pool.next_available_in(model)

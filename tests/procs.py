@@ -28,13 +28,13 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         with contextlib.closing(socket.socket()) as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"{proc.args} did not listen on {port}:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{proc.args!r} did not listen on {port}:\n{log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -113,7 +113,9 @@ class Stack:
             proc.stop()
 
 
-def start_stack(tmp: Path, env_extra: dict[str, str] | None = None, *, license: str = "sk-test-license") -> Stack:
+def start_stack(
+    tmp: Path, env_extra: dict[str, str] | None = None, *, license: str = "sk-test-license"
+) -> Stack:
     token = make_jwt("auth0|user_test_primary")
     sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
     env = {

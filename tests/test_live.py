@@ -27,8 +27,10 @@ def live_gateway(tmp_path: Path) -> Iterator[str]:
         "CURSORGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'live.db'}",
     }
     env.pop("CURSORGATE_UPSTREAM_URL", None)
-    procs = [Proc("core", "core", grpc_port, env, tmp_path / "core.log"),
-             Proc("facade", "facade", http_port, env, tmp_path / "facade.log")]
+    procs = [
+        Proc("core", "core", grpc_port, env, tmp_path / "core.log"),
+        Proc("facade", "facade", http_port, env, tmp_path / "facade.log"),
+    ]
     try:
         for proc in procs:
             proc.start()

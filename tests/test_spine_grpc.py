@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2, models_pb2, models_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from core.errors import error_info_from_status
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2, models_pb2, models_pb2_grpc
 from tests.procs import Stack
 
 
@@ -31,7 +31,11 @@ async def test_reflection_lists_services(stack: Stack) -> None:
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for reply in stub.ServerReflectionInfo(iter([request])):
             names = {s.name for s in reply.list_services_response.service}
-            assert {"cursorgate.v1.ChatService", "cursorgate.v1.ModelService", "grpc.health.v1.Health"} <= names
+            assert {
+                "cursorgate.v1.ChatService",
+                "cursorgate.v1.ModelService",
+                "grpc.health.v1.Health",
+            } <= names
             break
 
 
@@ -61,12 +65,24 @@ async def test_unary_chat_aggregates(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("license", "request_", "status", "code"),
     [
-        ("sk-nope", chat_pb2.ChatRequest(model="gpt-5.2", messages=[user("x")]),
-         grpc.StatusCode.UNAUTHENTICATED, errors_pb2.ERROR_CODE_UNAUTHENTICATED),
-        (None, chat_pb2.ChatRequest(model="gpt-5.2"),
-         grpc.StatusCode.INVALID_ARGUMENT, errors_pb2.ERROR_CODE_INVALID_REQUEST),
-        (None, chat_pb2.ChatRequest(model="nope", messages=[user("x")]),
-         grpc.StatusCode.NOT_FOUND, errors_pb2.ERROR_CODE_MODEL_NOT_FOUND),
+        (
+            "sk-nope",
+            chat_pb2.ChatRequest(model="gpt-5.2", messages=[user("x")]),
+            grpc.StatusCode.UNAUTHENTICATED,
+            errors_pb2.ERROR_CODE_UNAUTHENTICATED,
+        ),
+        (
+            None,
+            chat_pb2.ChatRequest(model="gpt-5.2"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            errors_pb2.ERROR_CODE_INVALID_REQUEST,
+        ),
+        (
+            None,
+            chat_pb2.ChatRequest(model="nope", messages=[user("x")]),
+            grpc.StatusCode.NOT_FOUND,
+            errors_pb2.ERROR_CODE_MODEL_NOT_FOUND,
+        ),
     ],
 )
 async def test_errors_carry_typed_info(
@@ -78,7 +94,7 @@ async def test_errors_carry_typed_info(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Chat(request_, metadata=metadata)
     assert info.value.code() == status
-    detail = error_info_from_status(rpc_status.from_call(info.value))  # type: ignore[arg-type]
+    detail = error_info_from_status(rpc_status.from_call(info.value))
     assert detail is not None and detail.code == code
 
 

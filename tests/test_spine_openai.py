@@ -76,7 +76,9 @@ def test_thinking_model_streams_reasoning_apart(client: openai.OpenAI) -> None:
         model="claude-4.5-sonnet-thinking", messages=[{"role": "user", "content": "think about it"}]
     )
     message = reply.choices[0].message
-    reasoning = getattr(message, "reasoning_content", None) or (message.model_extra or {}).get("reasoning_content")
+    reasoning = getattr(message, "reasoning_content", None) or (message.model_extra or {}).get(
+        "reasoning_content"
+    )
     assert reasoning and "think about it" in reasoning
     assert "Considering" not in (message.content or "")
 
@@ -88,7 +90,9 @@ def test_models_list_has_every_seed_model(client: openai.OpenAI) -> None:
 
 def test_v1_prefix_serves_too(stack: Stack) -> None:
     client = openai.OpenAI(base_url=f"{stack.root_url}/v1", api_key=stack.license, max_retries=0)
-    reply = client.chat.completions.create(model="gpt-5-mini", messages=[{"role": "user", "content": "hi v1"}])
+    reply = client.chat.completions.create(
+        model="gpt-5-mini", messages=[{"role": "user", "content": "hi v1"}]
+    )
     assert "hi v1" in (reply.choices[0].message.content or "")
     assert "gpt-5-mini" in {m.id for m in client.models.list().data}
 
@@ -97,7 +101,9 @@ def test_v1_prefix_serves_too(stack: Stack) -> None:
 def test_wrong_license_is_401(stack: Stack, stream: bool) -> None:
     client = openai.OpenAI(base_url=stack.base_url, api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
-        client.chat.completions.create(model="gpt-5.2", messages=[{"role": "user", "content": "x"}], stream=stream)
+        client.chat.completions.create(
+            model="gpt-5.2", messages=[{"role": "user", "content": "x"}], stream=stream
+        )
     assert info.value.status_code == 401
     error = info.value.body
     assert isinstance(error, dict) and set(error) >= {"message", "type", "param", "code"}

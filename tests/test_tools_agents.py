@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from tests.procs import Stack
 
@@ -19,7 +22,9 @@ def get_current_weather(location: str, unit: str = "celsius") -> str:
 
 
 def test_langchain_bind_tools_round_trip(stack: Stack) -> None:
-    llm = ChatOpenAI(model="gpt-5.2", base_url=stack.base_url, api_key=stack.license, max_retries=0)  # type: ignore[arg-type]
+    llm = ChatOpenAI(
+        model="gpt-5.2", base_url=stack.base_url, api_key=SecretStr(stack.license), max_retries=0
+    )
     bound = llm.bind_tools([get_current_weather])
     question = HumanMessage("Use get_current_weather for Lisbon")
     ai = bound.invoke([question])
@@ -32,13 +37,15 @@ def test_langchain_bind_tools_round_trip(stack: Stack) -> None:
 
 
 def test_langchain_streaming_tool_call(stack: Stack) -> None:
-    llm = ChatOpenAI(model="gpt-5.2", base_url=stack.base_url, api_key=stack.license, max_retries=0)  # type: ignore[arg-type]
+    llm = ChatOpenAI(
+        model="gpt-5.2", base_url=stack.base_url, api_key=SecretStr(stack.license), max_retries=0
+    )
     bound = llm.bind_tools([get_current_weather])
-    gathered = None
+    gathered: Any = None
     for chunk in bound.stream("Use get_current_weather for Oslo"):
         gathered = chunk if gathered is None else gathered + chunk
     assert gathered is not None
-    calls = gathered.tool_calls  # type: ignore[attr-defined]
+    calls = gathered.tool_calls
     assert calls and calls[0]["name"] == "get_current_weather" and calls[0]["args"]["location"]
 
 

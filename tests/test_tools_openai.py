@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.procs import Stack
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_current_weather",
@@ -31,7 +31,7 @@ WEATHER = {
         },
     },
 }
-TIME = {
+TIME: Any = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -57,7 +57,7 @@ def test_non_stream_tool_call(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Use get_current_weather for Boston"}],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -65,8 +65,8 @@ def test_non_stream_tool_call(client: openai.OpenAI) -> None:
     calls = choice.message.tool_calls or []
     assert len(calls) == 1
     call = calls[0]
-    assert call.type == "function" and call.function.name == "get_current_weather"  # type: ignore[union-attr]
-    args = json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert call.type == "function" and call.function.name == "get_current_weather"
+    args = json.loads(call.function.arguments)
     assert set(args) == {"location", "unit"} and args["unit"] in ("celsius", "fahrenheit")
 
 
@@ -75,7 +75,7 @@ def test_stream_tool_call_deltas_like_openai(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="gpt-5.2",
             messages=[{"role": "user", "content": "Use get_current_weather please"}],
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
             stream=True,
         )
     )
@@ -93,17 +93,20 @@ def test_stream_tool_call_deltas_like_openai(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_round_trip_call_result_answer(client: openai.OpenAI, stream: bool) -> None:
     messages: list[Any] = [{"role": "user", "content": "Use get_current_weather for Paris"}]
-    first = client.chat.completions.create(model="claude-4.5-sonnet", messages=messages, tools=[WEATHER])  # type: ignore[list-item]
+    first = client.chat.completions.create(model="claude-4.5-sonnet", messages=messages, tools=[WEATHER])
     call = (first.choices[0].message.tool_calls or [])[0]
     messages.append(first.choices[0].message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "22 degrees and sunny"})
     if stream:
         chunks = client.chat.completions.create(
-            model="claude-4.5-sonnet", messages=messages, tools=[WEATHER], stream=True  # type: ignore[list-item]
+            model="claude-4.5-sonnet",
+            messages=messages,
+            tools=[WEATHER],
+            stream=True,
         )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
-        final = client.chat.completions.create(model="claude-4.5-sonnet", messages=messages, tools=[WEATHER])  # type: ignore[list-item]
+        final = client.chat.completions.create(model="claude-4.5-sonnet", messages=messages, tools=[WEATHER])
         assert final.choices[0].finish_reason == "stop"
         text = final.choices[0].message.content or ""
     assert "22 degrees and sunny" in text
@@ -117,7 +120,7 @@ def test_tool_result_for_unknown_call_is_400(client: openai.OpenAI) -> None:
                 {"role": "user", "content": "hi"},
                 {"role": "tool", "tool_call_id": "call_nope", "content": "x"},
             ],
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
         )
     assert isinstance(info.value.body, dict) and "tool_call_id" in str(info.value.body["param"])
 
@@ -126,7 +129,7 @@ def test_parallel_calls_have_unique_ids(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Call get_current_weather and get_time together"}],
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
     )
     calls = reply.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_current_weather", "get_time"]  # type: ignore[union-attr]
@@ -137,7 +140,7 @@ def test_parallel_tool_calls_false_keeps_one(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Call get_current_weather and get_time together"}],
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
         parallel_tool_calls=False,
     )
     assert len(reply.choices[0].message.tool_calls or []) == 1
@@ -147,7 +150,7 @@ def test_tool_choice_forces_named_function(client: openai.OpenAI, stack: Stack) 
     reply = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "What should I wear today?"}],
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
         tool_choice={"type": "function", "function": {"name": "get_time"}},
     )
     calls = reply.choices[0].message.tool_calls or []
@@ -160,14 +163,14 @@ def test_tool_choice_required_and_none(client: openai.OpenAI) -> None:
     required = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Anything"}],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
         tool_choice="required",
     )
     assert required.choices[0].finish_reason == "tool_calls"
     none = client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Use get_current_weather"}],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
         tool_choice="none",
     )
     assert none.choices[0].finish_reason == "stop" and not none.choices[0].message.tool_calls
@@ -175,7 +178,9 @@ def test_tool_choice_required_and_none(client: openai.OpenAI) -> None:
 
 def test_tools_ride_cursor_native_mcp_path(client: openai.OpenAI, stack: Stack) -> None:
     client.chat.completions.create(
-        model="gpt-5.2", messages=[{"role": "user", "content": "Use get_time"}], tools=[TIME]  # type: ignore[list-item]
+        model="gpt-5.2",
+        messages=[{"role": "user", "content": "Use get_time"}],
+        tools=[TIME],
     )
     sent = last_request(stack)
     assert sent["isAgentic"] is True and sent["supportedTools"] == ["CLIENT_SIDE_TOOL_V2_MCP"]
@@ -208,7 +213,7 @@ def image_server() -> Iterator[str]:
     body = png(7, 5)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("content-type", "image/png")
             self.send_header("content-length", str(len(body)))
@@ -226,10 +231,15 @@ def image_server() -> Iterator[str]:
 
 
 def image_message(url: str) -> list[Any]:
-    return [{"role": "user", "content": [
-        {"type": "text", "text": "Describe this image"},
-        {"type": "image_url", "image_url": {"url": url}},
-    ]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe this image"},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
+        }
+    ]
 
 
 def test_image_data_url_reaches_cursor_as_bytes(client: openai.OpenAI, stack: Stack) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from core.answer import AnswerShaper
 from cursorgate.v1 import chat_pb2
+
+from core.answer import AnswerShaper
 
 
 def request(stop: list[str] | None = None, max_tokens: int | None = None) -> chat_pb2.ChatRequest:
@@ -49,7 +50,9 @@ def test_max_tokens_truncates_with_length() -> None:
 
 def test_tool_calls_finish_reason_and_usage() -> None:
     shaper = AnswerShaper(request())
-    shaper.feed(chat_pb2.ChatEvent(tool_call=chat_pb2.ToolCallDelta(index=0, id="c", name="f", arguments="{}")))
+    shaper.feed(
+        chat_pb2.ChatEvent(tool_call=chat_pb2.ToolCallDelta(index=0, id="c", name="f", arguments="{}"))
+    )
     out = shaper.finish()
     assert out[-1].finish.reason == chat_pb2.FINISH_REASON_TOOL_CALLS
     assert out[-2].usage.estimated

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from aiserver.v1 import chat_pb2 as cursor
+from aiserver.v1 import tools_pb2
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
-
-from aiserver.v1 import chat_pb2 as cursor
 from protobuf.wkt import Any as ConnectAny
 
-from aiserver.v1 import tools_pb2
 from core.simulator.service import cursor_error
 from core.upstream.errors import Failure, classify
 from core.upstream.events import EventMapper
@@ -51,7 +50,13 @@ def test_headers_are_complete_and_stable_per_token() -> None:
     assert headers["x-cursor-timezone"] == "Europe/Paris"
     assert headers["x-ghost-mode"] == "true"
     assert headers["x-session-id"] == session_id(JWT)
-    for name in ("x-cursor-checksum", "x-request-id", "x-amzn-trace-id", "x-client-key", "x-cursor-config-version"):
+    for name in (
+        "x-cursor-checksum",
+        "x-request-id",
+        "x-amzn-trace-id",
+        "x-client-key",
+        "x-cursor-config-version",
+    ):
         assert headers[name]
     again = cursor_headers(JWT, ClientIdentity(client_version="2.3.41"))
     assert again["x-session-id"] == headers["x-session-id"]
@@ -60,7 +65,13 @@ def test_headers_are_complete_and_stable_per_token() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [JWT, f"Bearer {JWT}", f"user_01ABC%3A%3A{JWT}", f"user_01ABC::{JWT}", f"WorkosCursorSessionToken=user_1%3A%3A{JWT}"],
+    [
+        JWT,
+        f"Bearer {JWT}",
+        f"user_01ABC%3A%3A{JWT}",
+        f"user_01ABC::{JWT}",
+        f"WorkosCursorSessionToken=user_1%3A%3A{JWT}",
+    ],
 )
 def test_normalize_token(value: str) -> None:
     assert normalize_token(value) == JWT
@@ -94,7 +105,9 @@ def test_classify_cursor_errors(kind: str, failure: Failure, retryable: bool) ->
 
 
 def test_classify_transport_errors_without_details() -> None:
-    assert classify(ConnectError(ConnectCode.UNAVAILABLE, "connection refused")).failure is Failure.UNAVAILABLE
+    assert (
+        classify(ConnectError(ConnectCode.UNAVAILABLE, "connection refused")).failure is Failure.UNAVAILABLE
+    )
     assert classify(ConnectError(ConnectCode.INTERNAL, "bad frame")).failure is Failure.PROTOCOL
     foreign = ConnectAny(type_url="type.googleapis.com/other.Detail", value=b"\x08\x01")
     assert classify(ConnectError(ConnectCode.UNKNOWN, "x", details=[foreign])).failure is Failure.OTHER
@@ -104,12 +117,19 @@ def test_classify_transport_errors_without_details() -> None:
     )
 
 
-def _call(call_id: str, raw: str, *, streaming: bool, last: bool, name: str = "f") -> cursor.StreamUnifiedChatResponseWithTools:
+def _call(
+    call_id: str, raw: str, *, streaming: bool, last: bool, name: str = "f"
+) -> cursor.StreamUnifiedChatResponseWithTools:
     tool = tools_pb2.MCPParams.Tool(name=name, server_name="custom")
     return cursor.StreamUnifiedChatResponseWithTools(
         client_side_tool_v2_call=tools_pb2.ClientSideToolV2Call(
-            tool=tools_pb2.CLIENT_SIDE_TOOL_V2_MCP, tool_call_id=call_id, name=name, raw_args=raw,
-            is_streaming=streaming, is_last_message=last, mcp_params=tools_pb2.MCPParams(tools=[tool]),
+            tool=tools_pb2.CLIENT_SIDE_TOOL_V2_MCP,
+            tool_call_id=call_id,
+            name=name,
+            raw_args=raw,
+            is_streaming=streaming,
+            is_last_message=last,
+            mcp_params=tools_pb2.MCPParams(tools=[tool]),
             model_call_id="mc1",
         )
     )

@@ -10,7 +10,10 @@ from core.simulator.config import SimulatorSettings
 
 def main() -> None:
     settings = SimulatorSettings()
-    print(f"cursorgate simulator: Cursor-like Connect server on http://{settings.host}:{settings.port}", flush=True)
+    print(
+        f"cursorgate simulator: Cursor-like Connect server on http://{settings.host}:{settings.port}",
+        flush=True,
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

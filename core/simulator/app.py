@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiserver.v1.chat_connect import ChatServiceASGIApplication
+from aiserver.v1.models_connect import AiServiceASGIApplication
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiserver.v1.chat_connect import ChatServiceASGIApplication
-from aiserver.v1.models_connect import AiServiceASGIApplication
 from core.simulator import control
 from core.simulator.config import SimulatorSettings
 from core.simulator.service import FAULT, SimAiService, SimChatService
@@ -42,8 +42,13 @@ class FaultMiddleware:
                 return
             if message["type"] == "http.response.start" and fault.get("http_status"):
                 replaced = True
-                await send({"type": "http.response.start", "status": fault["http_status"],
-                            "headers": [(b"content-type", b"text/html")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": fault["http_status"],
+                        "headers": [(b"content-type", b"text/html")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b"<html>503 Service Unavailable</html>"})
                 return
             if message["type"] == "http.response.body" and fault.get("mode") == "break":
@@ -63,8 +68,8 @@ class FaultMiddleware:
 def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     settings = settings or SimulatorSettings()
     state = control.SimState()
-    chat = ChatServiceASGIApplication(SimChatService(settings, state))  # type: ignore[arg-type]
-    ai = AiServiceASGIApplication(SimAiService(settings, state))  # type: ignore[arg-type]
+    chat = ChatServiceASGIApplication(SimChatService(settings, state))
+    ai = AiServiceASGIApplication(SimAiService(settings, state))
     app = Starlette(routes=[*control.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)])
     app.state.sim = state
     app.add_middleware(FaultMiddleware)

@@ -60,7 +60,9 @@ def routes(state: SimState) -> list[Route]:
         return JSONResponse({})
 
     async def stats(request: Request) -> Response:
-        return JSONResponse({"open_streams": state.open_streams, "cancelled_streams": state.cancelled_streams})
+        return JSONResponse(
+            {"open_streams": state.open_streams, "cancelled_streams": state.cancelled_streams}
+        )
 
     return [
         Route("/__sim/tokens", set_token, methods=["POST"]),

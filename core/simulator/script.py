@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from aiserver.v1 import chat_pb2, tools_pb2
+
 from core.upstream import instructions
 
 Message = chat_pb2.StreamUnifiedChatResponseWithTools
@@ -69,7 +70,9 @@ def tool_call_id(name: str, n: int) -> str:
 
 def id_is_ours(call_id: str, name: str) -> bool:
     match = re.fullmatch(r"toolu_sim(\d+)_[0-9a-f]{12}", call_id)
-    return bool(match) and hmac.compare_digest(call_id, tool_call_id(name, int(match.group(1))))
+    if match is None:
+        return False
+    return hmac.compare_digest(call_id, tool_call_id(name, int(match.group(1))))
 
 
 def example_args(schema: dict[str, object]) -> dict[str, object]:
@@ -159,7 +162,9 @@ def chosen_tools(request: chat_pb2.StreamUnifiedChatRequest, opts: dict[str, str
     return named
 
 
-def answered_results(request: chat_pb2.StreamUnifiedChatRequest) -> list[chat_pb2.ConversationMessage.ToolResult]:
+def answered_results(
+    request: chat_pb2.StreamUnifiedChatRequest,
+) -> list[chat_pb2.ConversationMessage.ToolResult]:
     """Tool results in the history after the last human message: the turn being answered."""
     results: list[chat_pb2.ConversationMessage.ToolResult] = []
     for message in reversed(request.conversation):

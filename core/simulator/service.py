@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 
+from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf.json_format import MessageToDict
 from protobuf.wkt import Any as ConnectAny
 
-from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from core.catalog import THINKING_SUFFIX
 from core.simulator import script
 from core.simulator.config import SimulatorSettings
@@ -51,7 +52,9 @@ def cursor_error(kind: str, retry_after: float = 0.0) -> ConnectError:
     )
     if retry_after:
         details.details.additional_info["retry_after_seconds"] = f"{retry_after:g}"
-    packed = ConnectAny(type_url="type.googleapis.com/aiserver.v1.ErrorDetails", value=details.SerializeToString())
+    packed = ConnectAny(
+        type_url="type.googleapis.com/aiserver.v1.ErrorDetails", value=details.SerializeToString()
+    )
     return ConnectError(code, title, details=[packed])
 
 
@@ -64,7 +67,7 @@ class Checks:
         self.settings = settings
         self.state = state
 
-    def token(self, ctx: RequestContext[object, object]) -> str:
+    def token(self, ctx: RequestContext[Any, Any]) -> str:
         auth = ctx.request_headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         if not JWT.match(token) or self.state.behaviour(token).reject:
@@ -83,7 +86,9 @@ class SimChatService:
         self.state = state
         self.checks = Checks(settings, state)
 
-    def _log(self, request: chat_pb2.StreamUnifiedChatRequestWithTools, ctx: RequestContext[object, object]) -> None:
+    def _log(
+        self, request: chat_pb2.StreamUnifiedChatRequestWithTools, ctx: RequestContext[Any, Any]
+    ) -> None:
         headers = {k: v for k, v in ctx.request_headers.items() if k.lower() != "authorization"}
         entry = {"time": time.time(), "headers": headers, "request": MessageToDict(request)}
         self.state.requests.append(entry)
@@ -92,7 +97,9 @@ class SimChatService:
     async def stream_unified_chat_with_tools(
         self,
         request: chat_pb2.StreamUnifiedChatRequestWithTools,
-        ctx: RequestContext[chat_pb2.StreamUnifiedChatRequestWithTools, chat_pb2.StreamUnifiedChatResponseWithTools],
+        ctx: RequestContext[
+            chat_pb2.StreamUnifiedChatRequestWithTools, chat_pb2.StreamUnifiedChatResponseWithTools
+        ],
     ) -> AsyncIterator[chat_pb2.StreamUnifiedChatResponseWithTools]:
         self._log(request, ctx)
         token = self.checks.token(ctx)
@@ -142,7 +149,7 @@ class SimChatService:
             raise ConnectError(Code.INTERNAL, "fault injected")
 
     async def get_prompt_dry_run(
-        self, request: chat_pb2.StreamUnifiedChatRequest, ctx: RequestContext[object, object]
+        self, request: chat_pb2.StreamUnifiedChatRequest, ctx: RequestContext[Any, Any]
     ) -> chat_pb2.GetPromptDryRunResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "not simulated")
 
@@ -153,7 +160,7 @@ class SimAiService:
         self.state = state
 
     async def available_models(
-        self, request: models_pb2.AvailableModelsRequest, ctx: RequestContext[object, object]
+        self, request: models_pb2.AvailableModelsRequest, ctx: RequestContext[Any, Any]
     ) -> models_pb2.AvailableModelsResponse:
         token = self.checks.token(ctx)
         names = self.state.models_for(token)

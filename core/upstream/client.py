@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import pyqwest
-from connectrpc.code import Code as ConnectCode
-from connectrpc.errors import ConnectError
-
 from aiserver.v1 import models_pb2
 from aiserver.v1.chat_connect import ChatServiceClient
 from aiserver.v1.models_connect import AiServiceClient
+from connectrpc.code import Code as ConnectCode
+from connectrpc.errors import ConnectError
+from cursorgate.v1 import chat_pb2
+
 from core.accounts import Account
 from core.catalog import ModelInfo
 from core.config import CoreSettings
@@ -22,7 +23,6 @@ from core.upstream.events import EventMapper
 from core.upstream.headers import ClientIdentity, cursor_headers
 from core.upstream.images import ImageLoader
 from core.upstream.request import Environment, build_request
-from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.upstream")
 
@@ -58,7 +58,7 @@ class CursorClient:
         )
 
     async def stream_chat(
-        self, account: Account, request: chat_pb2.ChatRequest, timeout: float | None
+        self, account: Account, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         identity = self._identity(account)
         body = await build_request(
@@ -67,7 +67,8 @@ class CursorClient:
         headers = cursor_headers(account.token, identity)
         single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
         mapper = EventMapper(max_calls=1 if single_call else None)
-        timeout_ms = int(timeout * 1000) if timeout else None
+        # The caller's deadline travels on as connect-timeout-ms.
+        timeout_ms = int(time_remaining * 1000) if time_remaining else None
         stream = self._chat.stream_unified_chat_with_tools(body, headers=headers, timeout_ms=timeout_ms)
         frames = 0
         wait = self.settings.upstream_connect_timeout
@@ -97,8 +98,13 @@ class CursorClient:
             if err.code == ConnectCode.CANCELED and _cancelling():
                 raise asyncio.CancelledError from None  # P8: the caller went away
             failure = classify(err)
-            log.warning("upstream %s after %d frame(s): %s (%s)", failure.failure.value, frames,
-                        err.code.value, type(err).__name__)
+            log.warning(
+                "upstream %s after %d frame(s): %s (%s)",
+                failure.failure.value,
+                frames,
+                err.code.value,
+                type(err).__name__,
+            )
             raise failure from None
         for event in mapper.finish_calls():
             yield event

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import enum
 
+from aiserver.v1 import errors_pb2
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 from google.protobuf.message import DecodeError
-
-from aiserver.v1 import errors_pb2
 
 from core.errors import Code, GatewayError
 
@@ -67,30 +66,57 @@ class UpstreamError(GatewayError):
 _E = errors_pb2.ErrorDetails.Error
 _BY_DETAIL: dict[int, Failure] = {
     **dict.fromkeys(
-        (_E.ERROR_BAD_API_KEY, _E.ERROR_NOT_LOGGED_IN, _E.ERROR_INVALID_AUTH_ID, _E.ERROR_AUTH_TOKEN_NOT_FOUND,
-         _E.ERROR_AUTH_TOKEN_EXPIRED, _E.ERROR_UNAUTHORIZED, _E.ERROR_BAD_USER_API_KEY, _E.ERROR_USER_NOT_FOUND,
-         _E.ERROR_AGENT_REQUIRES_LOGIN),
+        (
+            _E.ERROR_BAD_API_KEY,
+            _E.ERROR_NOT_LOGGED_IN,
+            _E.ERROR_INVALID_AUTH_ID,
+            _E.ERROR_AUTH_TOKEN_NOT_FOUND,
+            _E.ERROR_AUTH_TOKEN_EXPIRED,
+            _E.ERROR_UNAUTHORIZED,
+            _E.ERROR_BAD_USER_API_KEY,
+            _E.ERROR_USER_NOT_FOUND,
+            _E.ERROR_AGENT_REQUIRES_LOGIN,
+        ),
         Failure.AUTH,
     ),
     **dict.fromkeys(
-        (_E.ERROR_FREE_USER_RATE_LIMIT_EXCEEDED, _E.ERROR_PRO_USER_RATE_LIMIT_EXCEEDED,
-         _E.ERROR_OPENAI_RATE_LIMIT_EXCEEDED, _E.ERROR_GENERIC_RATE_LIMIT_EXCEEDED,
-         _E.ERROR_GPT_4_VISION_PREVIEW_RATE_LIMIT, _E.ERROR_API_KEY_RATE_LIMIT, _E.ERROR_RATE_LIMITED,
-         _E.ERROR_RATE_LIMITED_CHANGEABLE, _E.ERROR_DEBOUNCED),
+        (
+            _E.ERROR_FREE_USER_RATE_LIMIT_EXCEEDED,
+            _E.ERROR_PRO_USER_RATE_LIMIT_EXCEEDED,
+            _E.ERROR_OPENAI_RATE_LIMIT_EXCEEDED,
+            _E.ERROR_GENERIC_RATE_LIMIT_EXCEEDED,
+            _E.ERROR_GPT_4_VISION_PREVIEW_RATE_LIMIT,
+            _E.ERROR_API_KEY_RATE_LIMIT,
+            _E.ERROR_RATE_LIMITED,
+            _E.ERROR_RATE_LIMITED_CHANGEABLE,
+            _E.ERROR_DEBOUNCED,
+        ),
         Failure.RATE_LIMITED,
     ),
     **dict.fromkeys(
-        (_E.ERROR_FREE_USER_USAGE_LIMIT, _E.ERROR_PRO_USER_USAGE_LIMIT, _E.ERROR_RESOURCE_EXHAUSTED,
-         _E.ERROR_USAGE_PRICING_REQUIRED, _E.ERROR_USAGE_PRICING_REQUIRED_CHANGEABLE,
-         _E.ERROR_OPENAI_ACCOUNT_LIMIT_EXCEEDED, _E.ERROR_NOT_HIGH_ENOUGH_PERMISSIONS, _E.ERROR_PRO_USER_ONLY),
+        (
+            _E.ERROR_FREE_USER_USAGE_LIMIT,
+            _E.ERROR_PRO_USER_USAGE_LIMIT,
+            _E.ERROR_RESOURCE_EXHAUSTED,
+            _E.ERROR_USAGE_PRICING_REQUIRED,
+            _E.ERROR_USAGE_PRICING_REQUIRED_CHANGEABLE,
+            _E.ERROR_OPENAI_ACCOUNT_LIMIT_EXCEEDED,
+            _E.ERROR_NOT_HIGH_ENOUGH_PERMISSIONS,
+            _E.ERROR_PRO_USER_ONLY,
+        ),
         Failure.USAGE_LIMIT,
     ),
     _E.ERROR_OUTDATED_CLIENT: Failure.OUTDATED_CLIENT,
     _E.ERROR_DEPRECATED: Failure.OUTDATED_CLIENT,
     _E.ERROR_BAD_MODEL_NAME: Failure.BAD_MODEL,
     **dict.fromkeys(
-        (_E.ERROR_CONVERSATION_TOO_LONG, _E.ERROR_MAX_TOKENS, _E.ERROR_CLAUDE_IMAGE_TOO_LARGE,
-         _E.ERROR_FILE_UNSUPPORTED, _E.ERROR_BAD_REQUEST),
+        (
+            _E.ERROR_CONVERSATION_TOO_LONG,
+            _E.ERROR_MAX_TOKENS,
+            _E.ERROR_CLAUDE_IMAGE_TOO_LARGE,
+            _E.ERROR_FILE_UNSUPPORTED,
+            _E.ERROR_BAD_REQUEST,
+        ),
         Failure.BAD_REQUEST,
     ),
     _E.ERROR_TIMEOUT: Failure.TIMEOUT,

@@ -7,12 +7,12 @@ import binascii
 import io
 
 import httpx
+from aiserver.v1 import chat_pb2 as cursor
+from cursorgate.v1 import chat_pb2
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from aiserver.v1 import chat_pb2 as cursor
 from core.errors import invalid
-from cursorgate.v1 import chat_pb2
 
 # What Cursor's models accept ([W] adapter: PNG, JPEG, WebP, non-animated GIF).
 FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}
@@ -78,7 +78,9 @@ class ImageLoader:
         try:
             with PILImage.open(io.BytesIO(data)) as img:
                 if img.format not in FORMATS:
-                    raise invalid(f"Unsupported image format {img.format}; use PNG, JPEG, WebP or GIF.", param)
+                    raise invalid(
+                        f"Unsupported image format {img.format}; use PNG, JPEG, WebP or GIF.", param
+                    )
                 return img.size
         except (UnidentifiedImageError, OSError):
             raise invalid("The image could not be decoded.", param) from None

@@ -12,13 +12,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf.json_format import MessageToDict
-
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
+from cursorgate.v1 import chat_pb2
+from google.protobuf.json_format import MessageToDict
+
 from core.upstream import instructions
 from core.upstream.images import ImageLoader
-from cursorgate.v1 import chat_pb2
 
 Role = chat_pb2.Role
 Mode = chat_pb2.ToolChoice.Mode
@@ -60,7 +60,11 @@ def thinking_level(request: chat_pb2.ChatRequest) -> int:
     effort = request.reasoning_effort
     if effort in (Effort.REASONING_EFFORT_HIGH, Effort.REASONING_EFFORT_XHIGH):
         return THINKING_HIGH
-    if effort in (Effort.REASONING_EFFORT_MINIMAL, Effort.REASONING_EFFORT_LOW, Effort.REASONING_EFFORT_MEDIUM):
+    if effort in (
+        Effort.REASONING_EFFORT_MINIMAL,
+        Effort.REASONING_EFFORT_LOW,
+        Effort.REASONING_EFFORT_MEDIUM,
+    ):
         return THINKING_MEDIUM
     # [W] asks for HIGH on thinking variants.
     return THINKING_HIGH if request.model.endswith("-thinking") else 0
@@ -143,7 +147,10 @@ async def build_request(
             conversation.append(msg)
         elif message.role == Role.ROLE_ASSISTANT:
             msg = cursor.ConversationMessage(
-                text=text_of(message), type=AI, bubble_id=str(uuid.uuid4()), server_bubble_id=str(uuid.uuid4())
+                text=text_of(message),
+                type=AI,
+                bubble_id=str(uuid.uuid4()),
+                server_bubble_id=str(uuid.uuid4()),
             )
             if message.reasoning:
                 msg.thinking.text = message.reasoning
