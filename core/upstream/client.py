@@ -98,12 +98,13 @@ class CursorClient:
             if err.code == ConnectCode.CANCELED and _cancelling():
                 raise asyncio.CancelledError from None  # P8: the caller went away
             failure = classify(err)
+            # Cursor's messages carry no secrets; they are what an operator needs to see.
             log.warning(
-                "upstream %s after %d frame(s): %s (%s)",
+                "upstream %s after %d frame(s): %s: %s",
                 failure.failure.value,
                 frames,
                 err.code.value,
-                type(err).__name__,
+                err.message[:200],
             )
             raise failure from None
         for event in mapper.finish_calls():

@@ -161,10 +161,17 @@ def error_details(err: ConnectError) -> errors_pb2.ErrorDetails | None:
     return None
 
 
+# Messages connectrpc gives failures it detects itself while reading the answer (corrupt frames,
+# truncated envelopes); the codes it picks for them (invalid_argument) would read as Cursor's own.
+_LOCAL_PROTOCOL_FAILURES = ("unmarshal message", "protocol error", "corrupt response")
+
+
 def classify(err: ConnectError) -> UpstreamError:
     """A Connect error from Cursor (or from the transport) as a typed upstream failure."""
     details = error_details(err)
     failure = _BY_DETAIL.get(details.error) if details is not None else None
+    if failure is None and err.message.startswith(_LOCAL_PROTOCOL_FAILURES):
+        failure = Failure.PROTOCOL
     if failure is None:
         failure = _BY_CODE.get(err.code, Failure.OTHER)
     retry_after = 0.0

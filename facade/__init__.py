@@ -1,0 +1,1 @@
+"""cursorgate facade: the OpenAI REST API, a thin translator over the core gRPC API."""

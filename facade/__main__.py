@@ -1,0 +1,38 @@
+"""`python -m facade`: serve the OpenAI REST API over core's gRPC API."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from facade.app import create_app
+from facade.config import load_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(
+        f"cursorgate facade: listening on http://{settings.http_host}:{settings.http_port}/cursor/v1 "
+        f"(core gRPC at {settings.core_target})",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="uvloop",
+        http="httptools",
+        # No per-request logging on the hot path; a reverse proxy can log requests.
+        access_log=False,
+        log_level=settings.log_level,
+        # Long generations stream for minutes; keep idle keep-alive connections a while too.
+        timeout_keep_alive=75,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

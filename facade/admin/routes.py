@@ -1,0 +1,178 @@
+"""REST <-> AdminService: JSON bodies become request messages (proto3 JSON mapping), answers
+become JSON, gRPC statuses become OpenAI-style errors. The admin key is forwarded untouched."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+import grpc
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc
+from fastapi import APIRouter
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import Response
+
+from facade.core_client import CoreClient, call_metadata, request_id_from
+from facade.errors import INVALID_REQUEST, SERVER_ERROR, OpenAIError
+from facade.responses import OrjsonResponse
+
+# AddAccount and RefreshAccount wait for Cursor's account endpoints.
+ADMIN_TIMEOUT = 90.0
+PAGE_HEADERS = {
+    # The page loads only its own script and talks only to this origin.
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+# Status -> (HTTP status, type, code). Core's messages for these are written for callers.
+STATUS_TABLE: dict[grpc.StatusCode, tuple[int, str, str | None]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, INVALID_REQUEST, None),
+    grpc.StatusCode.UNAUTHENTICATED: (401, INVALID_REQUEST, "invalid_admin_key"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, INVALID_REQUEST, "admin_api_disabled"),
+    grpc.StatusCode.NOT_FOUND: (404, INVALID_REQUEST, "not_found"),
+    grpc.StatusCode.ALREADY_EXISTS: (409, INVALID_REQUEST, "already_exists"),
+}
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+router = APIRouter(prefix="/cursor/admin", include_in_schema=False)
+
+
+def _grpc_error(error: grpc.aio.AioRpcError) -> OpenAIError:
+    known = STATUS_TABLE.get(error.code())
+    if known is not None:
+        status, kind, code = known
+        return OpenAIError(status, error.details() or "Request failed.", type=kind, code=code)
+    if error.code() == grpc.StatusCode.UNAVAILABLE:
+        return OpenAIError(503, "The gateway core is unavailable; try again shortly.", SERVER_ERROR, None,
+                           "core_unavailable")
+    return OpenAIError(500, "The admin request failed in core.", SERVER_ERROR)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise OpenAIError(400, "The body must be JSON.") from None
+    if not isinstance(data, dict):
+        raise OpenAIError(400, "The body must be a JSON object.")
+    return data
+
+
+def _parse(data: dict[str, Any], message: Req) -> Req:
+    try:
+        return ParseDict(data, message)
+    except ParseError as err:
+        # ParseDict names the field; values are not echoed back beyond what it says.
+        raise OpenAIError(400, f"Invalid request body: {str(err)[:300]}") from None
+
+
+async def _call(request: Request, method: Callable[..., Awaitable[Resp]], message: Message, status: int = 200) -> Response:
+    request_id = request_id_from(request.headers.get("x-request-id"), f"admin-{uuid.uuid4().hex}")
+    metadata = call_metadata(request.headers.get("authorization"), request_id)
+    try:
+        answer = await method(message, metadata=metadata, timeout=ADMIN_TIMEOUT)
+    except grpc.aio.AioRpcError as error:
+        raise _grpc_error(error) from None
+    body = MessageToDict(answer, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return OrjsonResponse(body, status_code=status, headers={"x-request-id": request_id, "cache-control": "no-store"})
+
+
+def _stub(request: Request) -> admin_pb2_grpc.AdminServiceStub:
+    core: CoreClient = request.app.state.core
+    return admin_pb2_grpc.AdminServiceStub(core.channel)
+
+
+# --- accounts ---
+
+
+@router.get("/api/accounts")
+async def list_accounts(request: Request) -> Response:
+    return await _call(request, _stub(request).ListAccounts, admin_pb2.ListAccountsRequest())
+
+
+@router.post("/api/accounts")
+async def add_account(request: Request) -> Response:
+    message = _parse(await _body(request), admin_pb2.AddAccountRequest())
+    return await _call(request, _stub(request).AddAccount, message, status=201)
+
+
+@router.get("/api/accounts/{account_id}")
+async def get_account(account_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).GetAccount, admin_pb2.GetAccountRequest(id=account_id))
+
+
+@router.patch("/api/accounts/{account_id}")
+async def update_account(account_id: str, request: Request) -> Response:
+    message = _parse({**await _body(request), "id": account_id}, admin_pb2.UpdateAccountRequest())
+    return await _call(request, _stub(request).UpdateAccount, message)
+
+
+@router.delete("/api/accounts/{account_id}")
+async def remove_account(account_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).RemoveAccount, admin_pb2.RemoveAccountRequest(id=account_id))
+
+
+@router.post("/api/accounts/{account_id}/refresh")
+async def refresh_account(account_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).RefreshAccount, admin_pb2.RefreshAccountRequest(id=account_id))
+
+
+# --- licenses ---
+
+
+@router.get("/api/licenses")
+async def list_licenses(request: Request) -> Response:
+    return await _call(request, _stub(request).ListLicenses, admin_pb2.ListLicensesRequest())
+
+
+@router.post("/api/licenses")
+async def create_license(request: Request) -> Response:
+    message = _parse(await _body(request), admin_pb2.CreateLicenseRequest())
+    return await _call(request, _stub(request).CreateLicense, message, status=201)
+
+
+@router.post("/api/licenses/{license_id}/revoke")
+async def revoke_license(license_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).RevokeLicense, admin_pb2.RevokeLicenseRequest(id=license_id))
+
+
+# --- request log ---
+
+
+@router.get("/api/requests")
+async def list_requests(request: Request, limit: int = 100) -> Response:
+    return await _call(request, _stub(request).ListRequests, admin_pb2.ListRequestsRequest(limit=limit))
+
+
+# --- the page ---
+
+
+def _static(name: str) -> bytes:
+    return resources.files("facade.admin").joinpath("static", name).read_bytes()
+
+
+@router.get("")
+async def page(request: Request) -> Response:
+    return Response(_static("admin.html"), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@router.get("/admin.js")
+async def script(request: Request) -> Response:
+    return Response(_static("admin.js"), media_type="text/javascript; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@router.get("/admin.css")
+async def style(request: Request) -> Response:
+    return Response(_static("admin.css"), media_type="text/css; charset=utf-8", headers=PAGE_HEADERS)

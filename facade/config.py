@@ -1,0 +1,62 @@
+"""Facade settings, read from `CURSORGATE_*` environment variables (a public interface)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class FacadeSettings(BaseSettings):
+    """Everything the REST facade needs; core reads its own settings from the same environment."""
+
+    # extra="ignore": the .env file is shared with core, which has its own variables.
+    model_config = SettingsConfigDict(env_prefix="CURSORGATE_", extra="ignore", env_file=None)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    # Only used to build the default core address, so both layers agree on one port variable.
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # host:port of core's gRPC server; empty means 127.0.0.1:<grpc_port>.
+    core_address: str = ""
+    # Seconds; the gRPC deadline the facade gives core for one request.
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
+    # Comma-separated; empty leaves CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _lower_level(cls, value: str) -> str:
+        return value.strip().lower() or "info"
+
+    @property
+    def core_target(self) -> str:
+        return self.core_address.strip() or f"127.0.0.1:{self.grpc_port}"
+
+
+def env_file() -> Path | None:
+    """`CURSORGATE_ENV_FILE` when set, else `./.env` when it exists."""
+    configured = os.environ.get("CURSORGATE_ENV_FILE")
+    if configured:
+        return Path(configured)
+    default = Path(".env")
+    return default if default.is_file() else None
+
+
+def load_settings() -> FacadeSettings:
+    # `_env_file` is a BaseSettings init option that mypy, seeing only the fields, does not know.
+    return FacadeSettings(_env_file=env_file())  # type: ignore[call-arg]

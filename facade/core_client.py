@@ -1,0 +1,61 @@
+"""The one gRPC channel to core, its stubs, and the metadata each call forwards."""
+
+from __future__ import annotations
+
+import grpc
+from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc
+
+# Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next
+# request; unlimited pings without data because a stream may stay quiet while a model thinks.
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Requests carry inline images; answers are small but allow room.
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.primary_user_agent", "cursorgate-facade"),
+]
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+class CoreClient:
+    """Created once per process in the app lifespan; all requests share its channel."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+
+    def state(self) -> str:
+        """Channel connectivity, e.g. "ready", "idle", "transient_failure"."""
+        return self.channel.get_state(try_to_connect=True).name.lower()
+
+    async def close(self) -> None:
+        await self.channel.close(grace=1.0)
+
+
+def _valid_value(value: str) -> bool:
+    # gRPC metadata values must be printable ASCII; anything else would fail the call locally.
+    return value.isascii() and value.isprintable()
+
+
+def call_metadata(authorization: str | None, request_id: str) -> Metadata:
+    """Forward the caller's credentials untouched (core decides), and the request id.
+
+    A missing or unsendable Authorization header forwards nothing: core then answers
+    UNAUTHENTICATED, so the caller gets the same 401 either way.
+    """
+    if authorization and _valid_value(authorization):
+        return (("authorization", authorization), ("x-request-id", request_id))
+    return (("x-request-id", request_id),)
+
+
+def request_id_from(header: str | None, fallback: str) -> str:
+    """The caller's X-Request-ID when usable (so logs of both layers line up), else ours."""
+    if header and len(header) <= 200 and _valid_value(header):
+        return header
+    return fallback

@@ -1,0 +1,128 @@
+"""OpenAI chat-completions protocol models (request side), kept apart from serving logic.
+
+Unknown fields are ignored, as OpenAI-compatible servers commonly do, so newer SDKs keep
+working; values of known fields must have the right JSON type (strict: no "1" for 1).
+Responses are plain dicts serialized with orjson (see `convert.py`): building pydantic
+models for every streamed chunk would cost more than the translation itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ImageURL(_Model):
+    # A data: URL or an http(s) URL; core decodes or fetches it.
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(_Model):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Model):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Model):
+    name: str
+    # JSON text, as OpenAI sends it.
+    arguments: str = ""
+
+
+class ToolCall(_Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Model):
+    """One message of any role; role-specific fields are optional and core checks them."""
+
+    role: Role
+    # None is allowed for assistant messages that only carry tool calls.
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+
+class FunctionDefinition(_Model):
+    name: str
+    description: str | None = None
+    # JSON Schema of the arguments object.
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(_Model):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(_Model):
+    name: str
+
+
+class NamedToolChoice(_Model):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class StreamOptions(_Model):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Model):
+    """The body of `POST /v1/chat/completions`."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    reasoning_effort: ReasoningEffort | None = None
+    user: str | None = None
+    n: int | None = Field(default=None, ge=1)
+    # Accepted for compatibility; the upstream has no structured-output switch.
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _single_choice(cls, value: int | None) -> int | None:
+        if value is not None and value > 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)

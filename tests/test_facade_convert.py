@@ -1,0 +1,489 @@
+"""Pure unit tests of the OpenAI <-> cursorgate.v1 seam, the error table and the settings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+import pytest
+from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
+from google.protobuf import any_pb2, json_format
+from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from facade.config import FacadeSettings
+from facade.convert import (
+    REASONING_EFFORTS,
+    ChunkStream,
+    model_list,
+    new_completion_id,
+    to_chat_request,
+    to_completion,
+)
+from facade.core_client import call_metadata, request_id_from
+from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
+from facade.schemas import INT32_MAX, ChatCompletionRequest
+
+ErrorCode = errors_pb2.ErrorCode
+
+
+def request(**fields: Any) -> ChatCompletionRequest:
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    return ChatCompletionRequest.model_validate(body | fields)
+
+
+# --- request conversion ---------------------------------------------------------------------
+
+
+def test_messages_of_every_role() -> None:
+    body = request(
+        messages=[
+            {"role": "system", "content": "sys"},
+            {"role": "developer", "content": "dev"},
+            {
+                "role": "user",
+                "name": "ann",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "reasoning_content": "hmm",
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "result"},
+        ]
+    )
+    out = to_chat_request(body, "chatcmpl-1")
+    assert out.request_id == "chatcmpl-1"
+    roles = [m.role for m in out.messages]
+    assert roles == [
+        chat_pb2.ROLE_SYSTEM,
+        chat_pb2.ROLE_DEVELOPER,
+        chat_pb2.ROLE_USER,
+        chat_pb2.ROLE_ASSISTANT,
+        chat_pb2.ROLE_TOOL,
+    ]
+    user = out.messages[2]
+    assert user.name == "ann"
+    assert user.content[0].text == "look"
+    assert user.content[1].image == chat_pb2.Image(url="https://x.test/a.png", detail="high")
+    assert user.content[2].image.url == "data:image/png;base64,AA=="
+    assert user.content[2].image.detail == ""
+    assistant = out.messages[3]
+    assert list(assistant.content) == []
+    assert assistant.reasoning == "hmm"
+    assert assistant.tool_calls[0] == chat_pb2.ToolCall(id="call_1", name="f", arguments="{}")
+    assert out.messages[4].tool_call_id == "call_1"
+    assert out.messages[4].content[0].text == "result"
+
+
+def test_tools_and_tool_choice() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "nullable": None}
+    body = request(
+        tools=[{"type": "function", "function": {"name": "f", "description": "d", "parameters": schema}}],
+        tool_choice="required",
+        parallel_tool_calls=True,
+    )
+    out = to_chat_request(body, "id")
+    tool = out.tools[0]
+    assert (tool.name, tool.description, tool.strict) == ("f", "d", False)
+    assert json_format.MessageToDict(tool.parameters) == schema
+    assert out.tool_choice.mode == chat_pb2.ToolChoice.MODE_REQUIRED
+    assert out.HasField("parallel_tool_calls")
+    assert out.parallel_tool_calls
+
+    named = to_chat_request(request(tool_choice={"type": "function", "function": {"name": "f"}}), "id")
+    assert named.tool_choice == chat_pb2.ToolChoice(mode=chat_pb2.ToolChoice.MODE_FUNCTION, function_name="f")
+    unset = to_chat_request(request(), "id")
+    assert not unset.HasField("tool_choice")
+    assert not unset.HasField("parallel_tool_calls")
+
+
+def test_sampling_options() -> None:
+    out = to_chat_request(request(max_tokens=5, stop="X", seed=-3, presence_penalty=1, top_p=0.5), "id")
+    sampling = out.sampling
+    assert sampling.max_tokens == 5
+    assert list(sampling.stop) == ["X"]
+    assert sampling.seed == -3
+    assert sampling.presence_penalty == 1.0
+    assert sampling.top_p == 0.5
+    assert not sampling.HasField("temperature")
+    assert not sampling.HasField("frequency_penalty")
+    both = to_chat_request(request(max_tokens=5, max_completion_tokens=9, stop=["a", "b"]), "id")
+    assert both.sampling.max_tokens == 9
+    assert list(both.sampling.stop) == ["a", "b"]
+
+
+@pytest.mark.parametrize("effort", list(REASONING_EFFORTS))
+def test_reasoning_effort(effort: str) -> None:
+    out = to_chat_request(request(reasoning_effort=effort), "id")
+    assert chat_pb2.ReasoningEffort.Name(out.reasoning_effort) == f"REASONING_EFFORT_{effort.upper()}"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"messages": []},
+        {"n": 2},
+        {"temperature": "0.5"},
+        {"max_tokens": INT32_MAX + 1},
+        {"reasoning_effort": "extreme"},
+        {"stream": 1},
+        {"messages": [{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]},
+    ],
+)
+def test_invalid_requests_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        request(**fields)
+
+
+def test_unknown_fields_tolerated() -> None:
+    body = request(logit_bias={"1": 2}, metadata={"k": "v"}, n=1, response_format={"type": "json_object"})
+    assert to_chat_request(body, "id").model == "m"
+
+
+# --- hypothesis: any valid request converts and keeps its key fields ---------------------------
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.text(max_size=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+texts = st.text(max_size=20)
+content = (
+    st.none()
+    | texts
+    | st.lists(
+        st.one_of(
+            st.fixed_dictionaries({"type": st.just("text"), "text": texts}),
+            st.fixed_dictionaries(
+                {
+                    "type": st.just("image_url"),
+                    "image_url": st.fixed_dictionaries(
+                        {"url": texts}, optional={"detail": st.sampled_from(["auto", "low", "high"])}
+                    ),
+                }
+            ),
+        ),
+        max_size=3,
+    )
+)
+tool_calls = st.lists(
+    st.fixed_dictionaries(
+        {"id": texts, "type": st.just("function"), "function": st.fixed_dictionaries({"name": texts})},
+        optional={},
+    ),
+    max_size=2,
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]), "content": content},
+        optional={
+            "name": texts,
+            "tool_calls": tool_calls,
+            "tool_call_id": texts,
+            "reasoning_content": texts,
+        },
+    ),
+    min_size=1,
+    max_size=4,
+)
+floats = st.floats(0, 1, allow_nan=False)
+requests = st.fixed_dictionaries(
+    {"model": texts, "messages": messages},
+    optional={
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"type": st.just("function"), "function": st.fixed_dictionaries({"name": texts})},
+                optional={},
+            ),
+            max_size=2,
+        ),
+        "tool_parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+        "tool_choice": st.sampled_from(["auto", "none", "required"])
+        | st.fixed_dictionaries(
+            {"type": st.just("function"), "function": st.fixed_dictionaries({"name": texts})}
+        ),
+        "parallel_tool_calls": st.booleans(),
+        "stream": st.booleans(),
+        "temperature": floats,
+        "top_p": floats,
+        "max_tokens": st.integers(1, INT32_MAX),
+        "max_completion_tokens": st.integers(1, INT32_MAX),
+        "stop": texts | st.lists(texts, max_size=4),
+        "seed": st.integers(-(2**63), 2**63 - 1),
+        "presence_penalty": st.floats(-2, 2, allow_nan=False),
+        "reasoning_effort": st.sampled_from(list(REASONING_EFFORTS)),
+        "user": texts,
+        "n": st.just(1),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests)
+def test_any_valid_request_converts(raw: dict[str, Any]) -> None:
+    parameters = raw.pop("tool_parameters", None)
+    if parameters is not None and raw.get("tools"):
+        raw["tools"][0]["function"]["parameters"] = parameters
+    body = ChatCompletionRequest.model_validate(raw)
+    out = to_chat_request(body, "chatcmpl-x")
+    # Survives the wire, as core will see it.
+    out = chat_pb2.ChatRequest.FromString(out.SerializeToString())
+    assert out.model == raw["model"]
+    assert out.request_id == "chatcmpl-x"
+    assert len(out.messages) == len(raw["messages"])
+    for sent, got in zip(raw["messages"], out.messages, strict=True):
+        assert chat_pb2.Role.Name(got.role) == f"ROLE_{sent['role'].upper()}"
+        if isinstance(sent["content"], str):
+            assert [p.text for p in got.content] == [sent["content"]]
+        elif sent["content"] is not None:
+            assert len(got.content) == len(sent["content"])
+        assert [c.id for c in got.tool_calls] == [c["id"] for c in sent.get("tool_calls", [])]
+    assert [t.name for t in out.tools] == [t["function"]["name"] for t in raw.get("tools", [])]
+    if parameters is not None and raw.get("tools"):
+        assert json_format.MessageToDict(out.tools[0].parameters) == _as_struct_json(parameters)
+    expected_max = raw.get("max_completion_tokens", raw.get("max_tokens"))
+    assert (out.sampling.max_tokens if out.sampling.HasField("max_tokens") else None) == expected_max
+    stop = raw.get("stop")
+    assert list(out.sampling.stop) == ([stop] if isinstance(stop, str) else (stop or []))
+    if "seed" in raw:
+        assert out.sampling.seed == raw["seed"]
+    if "temperature" in raw:
+        assert out.sampling.temperature == raw["temperature"]
+
+
+def _as_struct_json(value: Any) -> Any:
+    """What a JSON value looks like after a Struct round trip: every number becomes a float."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_as_struct_json(v) for v in value]
+    return {k: _as_struct_json(v) for k, v in value.items()}
+
+
+# --- event and response conversion ------------------------------------------------------------
+
+
+def ev(**kind: Any) -> chat_pb2.ChatEvent:
+    return chat_pb2.ChatEvent(**kind)
+
+
+def test_chunk_stream_order_and_shape() -> None:
+    chunks = ChunkStream(completion_id="chatcmpl-1", model="m", include_usage=True, created=123)
+    out = [chunks.first()]
+    for event in [
+        ev(reasoning=chat_pb2.ReasoningDelta(text="r")),
+        ev(text=chat_pb2.TextDelta(text="t")),
+        ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f", arguments="")),
+        ev(tool_call=chat_pb2.ToolCallDelta(index=0, arguments="{}")),
+        ev(usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3, reasoning_tokens=1)),
+        ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS)),
+    ]:
+        out.extend(chunks.translate(event))
+    deltas = [c["choices"][0]["delta"] if c["choices"] else None for c in out]
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"reasoning_content": "r"},
+        {"content": "t"},
+        {
+            "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]},
+        {},
+        None,
+    ]
+    assert out[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert out[-1]["choices"] == []
+    assert out[-1]["usage"] == {
+        "prompt_tokens": 1,
+        "completion_tokens": 2,
+        "total_tokens": 3,
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
+    assert all(c["usage"] is None for c in out[:-1])
+    assert {(c["id"], c["created"], c["model"], c["object"]) for c in out} == {
+        ("chatcmpl-1", 123, "m", "chat.completion.chunk")
+    }
+
+
+def test_chunk_stream_without_usage() -> None:
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False)
+    assert chunks.translate(ev(usage=chat_pb2.Usage(total_tokens=3))) == []
+    finish = chunks.translate(ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_LENGTH)))
+    assert len(finish) == 1
+    assert finish[0]["choices"][0]["finish_reason"] == "length"
+    assert "usage" not in finish[0]
+    assert chunks.translate(chat_pb2.ChatEvent()) == []
+
+
+def test_completion_with_text_and_reasoning() -> None:
+    response = chat_pb2.ChatResponse(
+        content="hi",
+        reasoning="because",
+        finish_reason=chat_pb2.FINISH_REASON_STOP,
+        usage=chat_pb2.Usage(prompt_tokens=2, completion_tokens=3, reasoning_tokens=1),
+    )
+    out = to_completion(response, completion_id="chatcmpl-9", created=5, model="m")
+    assert out["id"] == "chatcmpl-9"
+    assert out["object"] == "chat.completion"
+    assert out["model"] == "m"
+    message = out["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": "hi", "refusal": None, "reasoning_content": "because"}
+    assert out["usage"]["total_tokens"] == 5  # derived when core left it 0
+    assert out["usage"]["completion_tokens_details"] == {"reasoning_tokens": 1}
+
+
+def test_completion_with_only_tool_calls() -> None:
+    response = chat_pb2.ChatResponse(
+        tool_calls=[chat_pb2.ToolCall(id="call_1", name="f", arguments='{"a": 1}')],
+        finish_reason=chat_pb2.FINISH_REASON_TOOL_CALLS,
+    )
+    out = to_completion(response, completion_id="c", created=0, model="m")
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    assert "reasoning_content" not in choice["message"]
+    assert choice["message"]["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    ]
+    assert "usage" not in out
+
+
+def test_models() -> None:
+    response = models_pb2.ListModelsResponse(models=[models_pb2.Model(id="a", owned_by="o", created=7)])
+    assert model_list(response) == {
+        "object": "list",
+        "data": [{"id": "a", "object": "model", "created": 7, "owned_by": "o"}],
+    }
+
+
+def test_completion_ids_are_unique() -> None:
+    ids = {new_completion_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(i.startswith("chatcmpl-") for i in ids)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_every_error_code_is_mapped() -> None:
+    codes = {v for v in ErrorCode.values() if v != ErrorCode.ERROR_CODE_UNSPECIFIED}
+    assert set(ERROR_TABLE) == codes
+
+
+def details(info: errors_pb2.ErrorInfo) -> list[tuple[str, str | bytes]]:
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    status = status_pb2.Status(code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], details=[packed])
+    return [("other", "x"), ("grpc-status-details-bin", status.SerializeToString())]
+
+
+@pytest.mark.parametrize(("ms", "header"), [(1, "1"), (1000, "1"), (1001, "2"), (0, None)])
+def test_retry_after_rounds_up(ms: int, header: str | None) -> None:
+    info = errors_pb2.ErrorInfo(
+        code=ErrorCode.ERROR_CODE_RATE_LIMITED, message="slow down", retry_after_ms=ms
+    )
+    parsed = error_info_from_metadata(details(info))
+    assert parsed == info
+    error = from_error_info(info)
+    assert error.status == 429
+    assert error.headers.get("Retry-After") == header
+    if header:
+        assert int(header) == math.ceil(ms / 1000)
+
+
+def test_error_info_absent_or_garbled() -> None:
+    assert error_info_from_metadata(None) is None
+    assert error_info_from_metadata([("grpc-status-details-bin", b"\xff\xff garbage")]) is None
+    assert (
+        error_info_from_metadata([("grpc-status-details-bin", status_pb2.Status().SerializeToString())])
+        is None
+    )
+
+
+def test_unknown_error_code_is_500_with_default_message() -> None:
+    error = from_error_info(errors_pb2.ErrorInfo(code=999))  # type: ignore[arg-type]
+    assert error.status == 500
+    assert error.message
+
+
+@pytest.mark.parametrize(
+    ("loc", "param"),
+    [
+        (("body", "messages"), "messages"),
+        (("body", "messages", 0, "content", "str"), "messages[0].content"),
+        (
+            (
+                "body",
+                "messages",
+                2,
+                "content",
+                "list[tagged-union[TextPart,ImagePart]]",
+                1,
+                "image_url",
+                "image_url",
+                "url",
+            ),
+            "messages[2].content[1].image_url.url",
+        ),
+        (
+            ("body", "messages", 0, "content", "list[tagged-union[TextPart,ImagePart]]", 0, "text", "text"),
+            "messages[0].content[0].text",
+        ),
+        (("body", "tool_choice", "literal['auto','none','required']"), "tool_choice"),
+        (("body", "tool_choice", "NamedToolChoice", "function", "name"), "tool_choice.function.name"),
+        (("body", 12), None),
+        (("body",), None),
+    ],
+)
+def test_param_from_loc(loc: tuple[int | str, ...], param: str | None) -> None:
+    assert param_from_loc(loc) == param
+
+
+# --- metadata and settings -------------------------------------------------------------------
+
+
+def test_call_metadata() -> None:
+    assert call_metadata("Bearer k", "r") == (("authorization", "Bearer k"), ("x-request-id", "r"))
+    assert call_metadata(None, "r") == (("x-request-id", "r"),)
+    assert call_metadata("Bearer \u00e9", "r") == (("x-request-id", "r"),)
+    assert request_id_from("abc", "fallback") == "abc"
+    assert request_id_from("bad\nid", "fallback") == "fallback"
+    assert request_id_from(None, "fallback") == "fallback"
+
+
+def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_HOST", "HTTP_PORT", "GRPC_PORT", "CORE_ADDRESS", "CORS_ORIGINS", "MAX_BODY_BYTES"):
+        monkeypatch.delenv(f"CURSORGATE_{name}", raising=False)
+    defaults = FacadeSettings()
+    assert (defaults.http_host, defaults.http_port) == ("127.0.0.1", 8000)
+    assert defaults.core_target == "127.0.0.1:50051"
+    assert defaults.request_timeout == 600
+    assert defaults.max_body_bytes == 32 * 1024 * 1024
+    assert defaults.cors_origins == []
+
+    monkeypatch.setenv("CURSORGATE_GRPC_PORT", "6000")
+    assert FacadeSettings().core_target == "127.0.0.1:6000"
+    monkeypatch.setenv("CURSORGATE_CORE_ADDRESS", "core.internal:7000")
+    monkeypatch.setenv("CURSORGATE_CORS_ORIGINS", "https://a.test, https://b.test,")
+    monkeypatch.setenv("CURSORGATE_LOG_LEVEL", "DEBUG")
+    configured = FacadeSettings()
+    assert configured.core_target == "core.internal:7000"
+    assert configured.cors_origins == ["https://a.test", "https://b.test"]
+    assert configured.log_level == "debug"
