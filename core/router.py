@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,9 @@ from core.errors import Code, GatewayError
 from core.upstream.errors import Failure, UpstreamError
 
 log = logging.getLogger("cursorgate.router")
+
+# Pause before retrying after a transport failure (connection refused/reset, 503), times the attempt.
+RETRY_BACKOFF_S = 0.05
 
 
 class ChatUpstream(Protocol):
@@ -32,7 +36,14 @@ class Router:
         self, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         last: UpstreamError | None = None
-        for account in self.pool.candidates(request.model)[: self.attempts]:
+        tried: set[str] = set()
+        for attempt in range(self.attempts):
+            account = self._pick(request.model, tried, last)
+            if account is None:
+                break
+            if attempt and last is not None and last.failure is Failure.UNAVAILABLE:
+                await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+            tried.add(account.id)
             started = False
             with self.pool.lease(account):
                 try:
@@ -55,6 +66,18 @@ class Router:
         if last is not None:
             raise last
         raise self._no_account(request.model)
+
+    def _pick(self, model: str, tried: set[str], last: UpstreamError | None) -> Account | None:
+        """An account not tried yet; after a transport failure, a tried one will do (the fault
+        was the connection's, not the account's). Candidates are re-read each attempt, so an
+        account disabled or cooled down by the last failure is skipped."""
+        candidates = self.pool.candidates(model)
+        fresh = [a for a in candidates if a.id not in tried]
+        if fresh:
+            return fresh[0]
+        if candidates and (last is None or last.failure is Failure.UNAVAILABLE):
+            return candidates[0]
+        return None
 
     def _record(self, account: Account, err: UpstreamError) -> None:
         if err.failure is Failure.AUTH:

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,11 +99,20 @@ class Stack:
     def logs(self) -> str:
         return "\n".join(p.log.read_text(errors="replace") for p in self.procs() if p.log.exists())
 
-    def sim_control(self, path: str, payload: dict[str, object] | None = None) -> object:
+    def sim_control(self, path: str, payload: dict[str, object] | None = None) -> Any:
         url = f"{self.sim_url}/__sim/{path}"
         response = httpx.post(url, json=payload or {}) if payload is not None else httpx.get(url)
         response.raise_for_status()
         return response.json()
+
+    def admin(
+        self, method: str, path: str, body: dict[str, object] | None = None, *, key: str | None = None
+    ) -> httpx.Response:
+        """A call to the facade's admin API (/cursor/admin/api + path) with the stack's admin key."""
+        key = self.core.env.get("CURSORGATE_ADMIN_KEY", "") if key is None else key
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        url = f"{self.root_url}/cursor/admin/api{path}"
+        return httpx.request(method, url, json=body, headers=headers, timeout=60)
 
     def restart_core(self) -> None:
         self.core.stop()

@@ -48,9 +48,9 @@ def sse_events(response: httpx.Response) -> list[Any]:
 
 def assert_no_open_streams(stack: Stack) -> None:
     deadline = time.monotonic() + 2
-    while (stats := stack.sim_control("stats"))["open_streams"] and time.monotonic() < deadline:  # type: ignore[index]
+    while (stats := stack.sim_control("stats"))["open_streams"] and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert stats["open_streams"] == 0  # type: ignore[index]
+    assert stats["open_streams"] == 0
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_deadline_propagates_to_upstream(faulty: Stack) -> None:
 
 
 def test_client_disconnect_cancels_upstream(faulty: Stack) -> None:
-    before = faulty.sim_control("stats")["cancelled_streams"]  # type: ignore[index]
+    before = faulty.sim_control("stats")["cancelled_streams"]
     with httpx.stream(
         "POST",
         f"{faulty.base_url}/chat/completions",
@@ -140,11 +140,11 @@ def test_client_disconnect_cancels_upstream(faulty: Stack) -> None:
         lines = response.iter_lines()
         while "content" not in next(lines):
             pass
-        assert faulty.sim_control("stats")["open_streams"] == 1  # type: ignore[index]
+        assert faulty.sim_control("stats")["open_streams"] == 1
     closed = time.monotonic()
     assert_no_open_streams(faulty)
     elapsed = time.monotonic() - closed
-    assert faulty.sim_control("stats")["cancelled_streams"] == before + 1  # type: ignore[index]
+    assert faulty.sim_control("stats")["cancelled_streams"] == before + 1
     assert elapsed < 1.0, f"upstream stream outlived the client by {elapsed:.3f} s"
 
 
@@ -168,5 +168,23 @@ def test_rejected_token_disables_account(tmp_path: Path) -> None:
         second = call(gateway, "again")
         assert second.status_code == 503 and second.json()["error"]["code"] == "no_account_available"
         assert gateway.token not in gateway.logs()
+    finally:
+        gateway.stop()
+
+
+def test_transient_unavailable_is_retried_on_the_only_account(tmp_path: Path) -> None:
+    gateway = start_stack(tmp_path, FAST_TIMEOUTS)
+    try:
+        gateway.sim_control("tokens", {"token": gateway.token, "fail_next": 2})
+        response = call(gateway, "flaky link")
+        assert response.status_code == 200, response.text
+        assert "flaky link" in response.json()["choices"][0]["message"]["content"]
+        chats = [r for r in gateway.sim_control("requests") if "streamUnifiedChatRequest" in r["request"]]
+        assert len(chats) == 3  # two 503s, then the answer
+
+        gateway.sim_control("tokens", {"token": gateway.token, "fail_next": 5})
+        failed = call(gateway, "still flaky")
+        assert failed.status_code == 503
+        assert failed.json()["error"]["code"] == "upstream_unavailable"
     finally:
         gateway.stop()

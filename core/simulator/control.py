@@ -21,6 +21,8 @@ class TokenBehaviour:
     retry_after: float = 0.0
     # Models AvailableModels reports for the token (None: the seed list).
     models: list[str] | None = None
+    # The next N chat calls fail with HTTP 503 before any frame (a flaky connection).
+    fail_next: int = 0
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
+from typing import Any
 
 from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from connectrpc.code import Code
@@ -108,6 +108,10 @@ class SimChatService:
         if model not in self.state.models_for(token):
             raise cursor_error("bad_model")
         behaviour = self.state.behaviour(token)
+        if behaviour.fail_next > 0:
+            behaviour.fail_next -= 1
+            FAULT.get({})["http_status"] = 503
+            raise cursor_error("unavailable")
         if behaviour.rate_limited_until > time.time():
             raise cursor_error("rate_limited", behaviour.retry_after)
         for result in script.answered_results(chat):
