@@ -51,6 +51,9 @@ class CoreSettings(BaseSettings):
 
     image_max_bytes: int = 8 * 1024 * 1024
     image_fetch_timeout: float = 10.0
+    # Image URLs that resolve to private, loopback or link-local addresses are refused (SSRF);
+    # allow them only when every caller is trusted.
+    image_fetch_private: bool = False
 
     log_level: str = "INFO"
 

@@ -8,13 +8,14 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from PIL import Image
 
-from tests.procs import Stack
+from tests.procs import Stack, start_stack
 
 WEATHER: Any = {
     "type": "function",
@@ -251,10 +252,23 @@ def test_image_data_url_reaches_cursor_as_bytes(client: openai.OpenAI, stack: St
     assert base64.b64decode(image["data"]) == png(12, 9)
 
 
-def test_image_http_url_is_fetched(client: openai.OpenAI, stack: Stack, image_server: str) -> None:
-    client.chat.completions.create(model="claude-4.5-sonnet", messages=image_message(image_server))
-    image = last_request(stack)["conversation"][-1]["images"][0]
-    assert image["dimension"] == {"width": 7, "height": 5}
+def test_image_http_url_is_fetched(tmp_path: Path, image_server: str) -> None:
+    gateway = start_stack(tmp_path, {"CURSORGATE_IMAGE_FETCH_PRIVATE": "true"})
+    try:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.license, max_retries=0)
+        client.chat.completions.create(model="claude-4.5-sonnet", messages=image_message(image_server))
+        image = last_request(gateway)["conversation"][-1]["images"][0]
+        assert image["dimension"] == {"width": 7, "height": 5}
+    finally:
+        gateway.stop()
+
+
+def test_image_url_to_private_address_is_refused_by_default(client: openai.OpenAI, image_server: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="claude-4.5-sonnet", messages=image_message(image_server))
+    assert isinstance(info.value.body, dict)
+    assert "public hosts" in info.value.body["message"]
+    assert info.value.body["param"] == "messages[0].content[1].image_url"
 
 
 @pytest.mark.parametrize(

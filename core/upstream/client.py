@@ -44,7 +44,9 @@ class CursorClient:
         url = settings.upstream_url.rstrip("/")
         self._chat = ChatServiceClient(url, http_client=http)
         self._ai = AiServiceClient(url, http_client=http)
-        self._images = ImageLoader(settings.image_max_bytes, settings.image_fetch_timeout)
+        self._images = ImageLoader(
+            settings.image_max_bytes, settings.image_fetch_timeout, allow_private=settings.image_fetch_private
+        )
 
     async def aclose(self) -> None:
         await self._images.aclose()
