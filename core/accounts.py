@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from core.catalog import ModelInfo
@@ -29,7 +30,10 @@ class Account:
     in_flight: int = 0
     requests: int = 0
     failures: int = 0
+    # {"usage": {...}, "membership": {...}}: what Cursor's account endpoints answered.
     details: dict[str, object] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    last_refreshed_at: float | None = None
 
     def healthy(self, now: float) -> bool:
         return self.enabled and self.cooldown_until <= now
@@ -37,12 +41,35 @@ class Account:
     def offers(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    def status(self, now: float) -> str:
+        if not self.enabled:
+            return "disabled"
+        return "cooling_down" if self.cooldown_until > now else "active"
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    """Which account served a request, for the request log (filled by AccountPool.lease)."""
+
+    account_id: str = ""
+
+
+# Set by the chat service around a request; the pool fills it in without a signature change
+# along the router in between.
+TRACE: ContextVar[RequestTrace | None] = ContextVar("cursorgate_trace", default=None)
+
 
 class AccountPool:
-    """Least-loaded, then least-recently-used, among healthy accounts offering the model."""
+    """Least-loaded, then least-recently-used, among healthy accounts offering the model.
 
-    def __init__(self, accounts: list[Account] | None = None) -> None:
+    `listener` is told about every state change worth persisting (cool-down, disable, errors).
+    """
+
+    def __init__(
+        self, accounts: list[Account] | None = None, listener: Callable[[Account], None] | None = None
+    ) -> None:
         self._accounts: dict[str, Account] = {a.id: a for a in accounts or []}
+        self.listener = listener
 
     def add(self, account: Account) -> None:
         self._accounts[account.id] = account
@@ -75,18 +102,32 @@ class AccountPool:
         account.in_flight += 1
         account.last_used = time.time()
         account.requests += 1
+        trace = TRACE.get()
+        if trace is not None:
+            trace.account_id = account.id
         try:
             yield account
         finally:
             account.in_flight -= 1
 
+    def changed(self, account: Account) -> None:
+        if self.listener is not None:
+            self.listener(account)
+
     def cool_down(self, account: Account, seconds: float | None, reason: str) -> None:
         account.cooldown_until = time.time() + (seconds if seconds and seconds > 0 else DEFAULT_COOLDOWN_S)
         account.last_error = reason
         account.failures += 1
+        self.changed(account)
 
     def disable(self, account: Account, reason: str) -> None:
         account.enabled = False
         account.disabled_reason = reason
         account.last_error = reason
         account.failures += 1
+        self.changed(account)
+
+    def record_error(self, account: Account, reason: str) -> None:
+        account.last_error = reason
+        account.failures += 1
+        self.changed(account)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
@@ -18,9 +18,14 @@ from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
+from core.store.meter import Meter, RequestSink
 from core.validate import validate_chat
 
 log = logging.getLogger("cursorgate.chat")
+
+INTERNAL_ERROR = GatewayError(
+    Code.ERROR_CODE_INTERNAL, "The gateway failed unexpectedly; the error is logged."
+)
 
 
 def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
@@ -31,14 +36,19 @@ def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str
 
 
 class ChatService(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, licenses: LicenseRegistry, router: Router, catalog: dict[str, ModelInfo]) -> None:
+    def __init__(
+        self,
+        licenses: LicenseRegistry,
+        router: Router,
+        catalog: dict[str, ModelInfo],
+        request_log: RequestSink | None = None,
+    ) -> None:
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
+        self.request_log = request_log
 
-    def _admit(
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> License:
+    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
         self._resolve_variant(request)
@@ -49,7 +59,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
                 param="model",
             )
         self.licenses.authorize(lic, request.model)
-        lic.requests_used += 1
+        self.licenses.record_use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic
@@ -81,26 +91,48 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
+        meter = Meter(self.request_log, stream=True)
         try:
-            self._admit(request, context)
+            meter.license = self._admit(request, context)
             async for event in self._events(request, context):
+                meter.observe(event)
                 yield event
+            meter.outcome = "ok"
         except GatewayError as err:
+            meter.outcome = Code.Name(err.code)
             log.info("chat %s failed: %s", request.request_id or "-", Code.Name(err.code))
             await context.abort_with_status(err.to_status())
+        except Exception:
+            # A bug, not a gateway failure: log it here, and tell the caller nothing internal.
+            meter.outcome = Code.Name(Code.ERROR_CODE_INTERNAL)
+            log.exception("chat %s failed unexpectedly", request.request_id or "-")
+            await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
+            meter.finish(request.model)
             log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
 
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
+        meter = Meter(self.request_log, stream=False)
         try:
-            self._admit(request, context)
-            return await aggregate(request, self._events(request, context))
+            meter.license = self._admit(request, context)
+            response = await aggregate(request, self._events(request, context))
+            meter.usage.CopyFrom(response.usage)
+            meter.outcome = "ok"
+            return response
         except GatewayError as err:
+            meter.outcome = Code.Name(err.code)
             log.info("chat %s failed: %s", request.request_id or "-", Code.Name(err.code))
             await context.abort_with_status(err.to_status())
             raise  # unreachable: abort raises
+        except Exception:
+            # A bug, not a gateway failure: log it here, and tell the caller nothing internal.
+            meter.outcome = Code.Name(Code.ERROR_CODE_INTERNAL)
+            log.exception("chat %s failed unexpectedly", request.request_id or "-")
+            await context.abort_with_status(INTERNAL_ERROR.to_status())
+        finally:
+            meter.finish(request.model)
 
 
 async def aggregate(

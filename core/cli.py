@@ -10,11 +10,13 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 from core.config import CoreSettings
+from core.ide_token import TokenNotFound, default_db_path, read_token
 from core.secrets import new_license
 
-SIMULATOR_TOKEN_NOTE = "simulator"
+SIMULATOR_TOKEN_NOTE = "simulator"  # noqa: S105 (a label)
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -110,6 +112,55 @@ async def _stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> None:
             await proc.wait()
 
 
+def _token_extract(db: Path | None, add: bool, label: str) -> int:
+    try:
+        token = read_token(db or default_db_path())
+    except TokenNotFound as err:
+        print(f"cursorgate: {err}", file=sys.stderr)
+        return 1
+    if not add:
+        print(token)  # what the user asked for; nothing else goes to stdout
+        return 0
+    return asyncio.run(_add_account(token, label))
+
+
+async def _add_account(token: str, label: str) -> int:
+    import grpc
+    from cursorgate.v1 import admin_pb2, admin_pb2_grpc
+
+    settings = CoreSettings()
+    if settings.admin_key is None:
+        print(
+            "cursorgate: set CURSORGATE_ADMIN_KEY to add the token through core's admin API", file=sys.stderr
+        )
+        return 2
+    target = os.environ.get("CURSORGATE_CORE_ADDRESS") or settings.grpc_address
+    metadata = (("authorization", f"Bearer {settings.admin_key.get_secret_value()}"),)
+    async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            account = await admin_pb2_grpc.AdminServiceStub(channel).AddAccount(
+                admin_pb2.AddAccountRequest(token=token, label=label or "from the Cursor IDE"),
+                metadata=metadata,
+                timeout=120,
+            )
+        except grpc.aio.AioRpcError as err:
+            print(f"cursorgate: core refused: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 1
+    print(
+        f"added account {account.id} ({account.token_masked}, {account.status}, {len(account.models)} models)"
+    )
+    return 0
+
+
+async def _migrate() -> int:
+    from core.store import connect
+
+    engine = await connect(CoreSettings().database_url)
+    await engine.dispose()
+    print("cursorgate: database schema is up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cursorgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,9 +168,21 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("core", help="the gRPC core alone (CURSORGATE_UPSTREAM_URL, CURSORGATE_GRPC_PORT)")
     sub.add_parser("facade", help="the REST facade alone (CURSORGATE_CORE_ADDRESS, CURSORGATE_HTTP_PORT)")
     sub.add_parser("simulator", help="the Cursor simulator alone (CURSORGATE_SIMULATOR_PORT)")
+    token = sub.add_parser("token", help="Cursor access tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    extract = token.add_parser("extract", help="read the token of the Cursor IDE signed in on this machine")
+    extract.add_argument("--db", type=Path, help=f"the IDE's state.vscdb (default: {default_db_path()})")
+    extract.add_argument("--add", action="store_true", help="add it to the pool via core's admin API instead")
+    extract.add_argument("--label", default="", help="label for the added account")
+    sub.add_parser("migrate", help="bring the database (CURSORGATE_DATABASE_URL) to the current schema")
     args = parser.parse_args(argv)
+    if args.command == "token":
+        raise SystemExit(_token_extract(args.db, args.add, args.label))
+    if args.command == "migrate":
+        raise SystemExit(asyncio.run(_migrate()))
     if args.command == "run":
         with contextlib.suppress(KeyboardInterrupt):
             raise SystemExit(asyncio.run(_run_all()))
     module = {"core": "core", "facade": "facade", "simulator": "core.simulator"}[args.command]
-    os.execv(sys.executable, [sys.executable, "-m", module])
+    os.execv(sys.executable, [sys.executable, "-m", module])  # noqa: S606 (our own interpreter)

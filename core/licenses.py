@@ -1,9 +1,14 @@
-"""Gateway licenses: the API keys callers present. Only hashes are kept."""
+"""Gateway licenses: the API keys callers present. Only hashes are kept.
+
+The registry is core's in-memory cache: loaded from the store at start, updated by the admin
+API, so the hot path never waits on the database. Usage counts reach the store through the
+journal (`on_use`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from core.errors import Code, GatewayError
@@ -24,32 +29,58 @@ class License:
     request_quota: int | None = None
     requests_used: int = 0
     created_at: float = field(default_factory=time.time)
+    # The key's first characters, for display.
+    key_prefix: str = ""
+    revoked_at: float | None = None
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
 
 
 UNAUTHENTICATED_MESSAGE = "Invalid or missing license. Pass it as 'Authorization: Bearer <license>'."
+SEED_NAME = "from CURSORGATE_LICENSES"
+
+
+def key_prefix(key: str) -> str:
+    """Enough of a key to recognise it in a list (`sk-cg-AbCd`), far too little to use it."""
+    return key[:10]
+
+
+def seed_license(key: str) -> License:
+    """A CURSORGATE_LICENSES key; its id follows from the key, so seeding is idempotent."""
+    digest = hash_key(key)
+    return License(id=f"env-{digest[:12]}", key_hash=digest, name=SEED_NAME, key_prefix=key_prefix(key))
 
 
 class LicenseRegistry:
     """Looks licenses up by hash and compares in constant time."""
 
-    def __init__(self, licenses: Iterable[License] = ()) -> None:
+    def __init__(
+        self, licenses: Iterable[License] = (), on_use: Callable[[License], None] | None = None
+    ) -> None:
         self._by_hash: dict[str, License] = {}
+        self.on_use = on_use
         for lic in licenses:
             self.put(lic)
 
     @classmethod
     def from_keys(cls, keys: Iterable[str]) -> LicenseRegistry:
-        return cls(License(id=f"env-{i}", key_hash=hash_key(k), name="from CURSORGATE_LICENSES")
-                   for i, k in enumerate(keys))
+        return cls(seed_license(k) for k in keys)
 
     def put(self, lic: License) -> None:
         self._by_hash[lic.key_hash] = lic
 
     def remove(self, key_hash: str) -> None:
         self._by_hash.pop(key_hash, None)
+
+    def replace_all(self, licenses: Iterable[License]) -> None:
+        self._by_hash = {lic.key_hash: lic for lic in licenses}
+
+    def get(self, license_id: str) -> License | None:
+        return next((lic for lic in self._by_hash.values() if lic.id == license_id), None)
+
+    def all(self) -> list[License]:
+        return sorted(self._by_hash.values(), key=lambda lic: lic.created_at)
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -76,3 +107,9 @@ class LicenseRegistry:
             )
         if lic.request_quota is not None and lic.requests_used >= lic.request_quota:
             raise GatewayError(Code.ERROR_CODE_QUOTA_EXCEEDED, "This license's request quota is used up.")
+
+    def record_use(self, lic: License) -> None:
+        """Counts one admitted request (in memory now, in the store soon)."""
+        lic.requests_used += 1
+        if self.on_use is not None:
+            self.on_use(lic)

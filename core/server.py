@@ -1,33 +1,40 @@
-"""Builds and runs the core gRPC server: chat, models, health, reflection."""
+"""Builds and runs the core gRPC server: chat, models, admin, health, reflection."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.accounts import Account, AccountPool
+from core.admin_service import AdminService, Backoffice
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
-from core.licenses import LicenseRegistry
+from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
+from core.refresh import Refresher
 from core.router import Router
+from core.store import Journal, Store
+from core.store.repo import DuplicateAccount
+from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
 from core.upstream.tokens import normalize_token
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 
 log = logging.getLogger("cursorgate.core")
 
 SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 # Keepalive so idle facade connections survive proxies and dead peers are noticed.
@@ -48,44 +55,88 @@ class Core:
     upstream: CursorClient
     server: grpc.aio.Server
     health: health.aio.HealthServicer
+    store: Store
+    journal: Journal
+    refresher: Refresher
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
         port = self.server.add_insecure_port(self.settings.grpc_address)
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.journal.start()
+        # Accounts never refreshed (or not for a while) are fetched now, in the background.
+        self.refresher.start()
+        sync = sync_forever(
+            self.store, self.licenses, self.pool, self.journal, self.settings.store_sync_interval
+        )
+        self._tasks.append(asyncio.create_task(sync, name="store-sync"))
         return port
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.refresher.aclose()
+        await self.journal.aclose()
+        await self.store.close()
         await self.upstream.aclose()
 
 
-def build(settings: CoreSettings) -> Core:
-    licenses = LicenseRegistry.from_keys(k.get_secret_value() for k in settings.licenses)
-    pool = AccountPool()
-    if settings.cursor_token is not None:
-        token = normalize_token(settings.cursor_token.get_secret_value())
-        pool.add(Account(id="env", token=token, label="CURSOR_TOKEN"))
+async def _seed(store: Store, settings: CoreSettings) -> None:
+    """CURSORGATE_LICENSES and CURSOR_TOKEN, added once (hashed / as an account) if new."""
+    added = await store.seed_licenses([seed_license(k.get_secret_value()) for k in settings.licenses])
+    if added:
+        log.info("seeded %d license(s) from CURSORGATE_LICENSES", added)
+    if settings.cursor_token is None:
+        return
+    token = normalize_token(settings.cursor_token.get_secret_value())
+    if await store.account_id_for_token(token) is None:
+        with contextlib.suppress(DuplicateAccount):  # another replica was quicker
+            await store.add_account(
+                Account(id=f"acc_{secrets.token_hex(6)}", token=token, label="CURSOR_TOKEN")
+            )
+            log.info("seeded an account from CURSOR_TOKEN")
+
+
+async def build(settings: CoreSettings) -> Core:
+    store = await Store.open(settings.database_url)
+    await _seed(store, settings)
+    journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
+    licenses = LicenseRegistry(await store.licenses(), on_use=journal.count_use)
+    pool = AccountPool(await store.accounts(), listener=journal.account_changed)
     upstream = CursorClient(settings)
+    refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
     router = Router(pool, upstream, settings.upstream_attempts)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatService(licenses, router, catalog), server)
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    office = Backoffice(licenses, pool, store, journal, refresher)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    return Core(settings, licenses, pool, upstream, server, health_servicer)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return Core(settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher)
 
 
 async def serve(settings: CoreSettings) -> None:
-    core = build(settings)
+    core = await build(settings)
     await core.start()
     log.info(
-        "core listening on %s (upstream %s, %d account(s), %d license(s))",
-        settings.grpc_address, settings.upstream_url, len(core.pool.all()), len(core.licenses),
+        "core listening on %s (upstream %s, %d account(s), %d license(s), admin API %s)",
+        settings.grpc_address,
+        settings.upstream_url,
+        len(core.pool.all()),
+        len(core.licenses),
+        "on" if settings.admin_key else "off (no CURSORGATE_ADMIN_KEY)",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

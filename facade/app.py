@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from facade.admin import router as admin_router
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
@@ -45,6 +46,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix, tags=["openai"])
     app.include_router(health_router, tags=["health"])
+    app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
     # add_middleware puts each new one outside the previous: the size limit is checked
     # before routing, and CORS (outermost) still decorates its 413.

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.simulator import control
+from core.simulator import control, dashboard
 from core.simulator.config import SimulatorSettings
 from core.simulator.service import FAULT, SimAiService, SimChatService
 
@@ -70,7 +70,9 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     state = control.SimState()
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
-    app = Starlette(routes=[*control.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)])
+    app = Starlette(
+        routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
+    )
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
     return app

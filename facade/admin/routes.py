@@ -52,8 +52,9 @@ def _grpc_error(error: grpc.aio.AioRpcError) -> OpenAIError:
         status, kind, code = known
         return OpenAIError(status, error.details() or "Request failed.", type=kind, code=code)
     if error.code() == grpc.StatusCode.UNAVAILABLE:
-        return OpenAIError(503, "The gateway core is unavailable; try again shortly.", SERVER_ERROR, None,
-                           "core_unavailable")
+        return OpenAIError(
+            503, "The gateway core is unavailable; try again shortly.", SERVER_ERROR, None, "core_unavailable"
+        )
     return OpenAIError(500, "The admin request failed in core.", SERVER_ERROR)
 
 
@@ -78,7 +79,9 @@ def _parse(data: dict[str, Any], message: Req) -> Req:
         raise OpenAIError(400, f"Invalid request body: {str(err)[:300]}") from None
 
 
-async def _call(request: Request, method: Callable[..., Awaitable[Resp]], message: Message, status: int = 200) -> Response:
+async def _call(
+    request: Request, method: Callable[..., Awaitable[Resp]], message: Message, status: int = 200
+) -> Response:
     request_id = request_id_from(request.headers.get("x-request-id"), f"admin-{uuid.uuid4().hex}")
     metadata = call_metadata(request.headers.get("authorization"), request_id)
     try:
@@ -86,7 +89,9 @@ async def _call(request: Request, method: Callable[..., Awaitable[Resp]], messag
     except grpc.aio.AioRpcError as error:
         raise _grpc_error(error) from None
     body = MessageToDict(answer, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    return OrjsonResponse(body, status_code=status, headers={"x-request-id": request_id, "cache-control": "no-store"})
+    return OrjsonResponse(
+        body, status_code=status, headers={"x-request-id": request_id, "cache-control": "no-store"}
+    )
 
 
 def _stub(request: Request) -> admin_pb2_grpc.AdminServiceStub:

@@ -1,0 +1,377 @@
+"""cursorgate.v1.AdminService: accounts, licenses and the request log, behind CURSORGATE_ADMIN_KEY."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from core.accounts import Account, AccountPool
+from core.chat_service import metadata_value
+from core.licenses import License, LicenseRegistry, key_prefix
+from core.refresh import Refresher
+from core.secrets import bearer, hash_key, keys_equal, mask, new_license
+from core.store import Journal, Store
+from core.store.repo import DuplicateAccount
+from core.upstream.tokens import InvalidToken, jwt_claims, normalize_token
+
+log = logging.getLogger("cursorgate.admin")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+CLIENT_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){1,3}$")
+MAX_NAME = 200
+MAX_REQUESTS = 1000
+
+
+class AdminError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _not_found(kind: str, ident: str) -> AdminError:
+    return AdminError(grpc.StatusCode.NOT_FOUND, f"No {kind} with id '{ident[:80]}'.")
+
+
+def _invalid(message: str) -> AdminError:
+    return AdminError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@dataclass
+class Backoffice:
+    """What the admin API works on: core's in-memory state and the store behind it."""
+
+    licenses: LicenseRegistry
+    pool: AccountPool
+    store: Store
+    journal: Journal
+    refresher: Refresher
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, office: Backoffice, admin_key: str | None) -> None:
+        self.office = office
+        # Only the hash is kept: comparing hashes is constant-time whatever the lengths.
+        self._key_hash = hash_key(admin_key) if admin_key else None
+
+    def _authorize(self, context: Context) -> None:
+        if self._key_hash is None:
+            raise AdminError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "The admin API is disabled: set CURSORGATE_ADMIN_KEY on core to enable it.",
+            )
+        given = bearer(metadata_value(context, "authorization"))
+        if given is None or not keys_equal(hash_key(given), self._key_hash):
+            raise AdminError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Invalid or missing admin key. Pass it as 'Authorization: Bearer <CURSORGATE_ADMIN_KEY>'.",
+            )
+
+    async def _serve(self, context: Context, handler: Callable[[Req], Awaitable[Resp]], request: Req) -> Resp:
+        try:
+            self._authorize(context)
+            return await handler(request)
+        except AdminError as err:
+            await context.abort(err.code, err.message)
+            raise  # unreachable: abort raises
+
+    # --- accounts ---
+
+    def _account(self, account_id: str) -> Account:
+        account = self.office.pool.get(account_id)
+        if account is None:
+            raise _not_found("account", account_id)
+        return account
+
+    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+        try:
+            token = normalize_token(request.token)
+        except InvalidToken:
+            # The value itself is never echoed: it may be a real secret pasted in the wrong field.
+            raise _invalid(
+                "token: expected a Cursor JWT or a WorkosCursorSessionToken cookie value."
+            ) from None
+        existing = next((a for a in self.office.pool.all() if keys_equal(a.token, token)), None)
+        if existing is not None:
+            raise AdminError(
+                grpc.StatusCode.ALREADY_EXISTS, f"This token is already account '{existing.id}'."
+            )
+        account = Account(
+            id=f"acc_{secrets.token_hex(6)}",
+            token=token,
+            label=_name(request.label, "label"),
+            client_version=_client_version(request.client_version) or None,
+        )
+        try:
+            await self.office.store.add_account(account)
+        except DuplicateAccount as dup:
+            raise AdminError(
+                grpc.StatusCode.ALREADY_EXISTS, f"This token is already account '{dup}'."
+            ) from None
+        self.office.pool.add(account)
+        log.info("account %s added (%s)", account.id, mask(token))
+        await self.office.refresher.refresh(account)
+        await self.office.journal.flush()
+        return account_proto(account)
+
+    async def _list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
+        accounts = sorted(self.office.pool.all(), key=lambda a: a.created_at)
+        return admin_pb2.ListAccountsResponse(accounts=[account_proto(a) for a in accounts])
+
+    async def _get_account(self, request: admin_pb2.GetAccountRequest) -> admin_pb2.Account:
+        return account_proto(self._account(request.id))
+
+    async def _update_account(self, request: admin_pb2.UpdateAccountRequest) -> admin_pb2.Account:
+        account = self._account(request.id)
+        if request.HasField("label"):
+            account.label = _name(request.label, "label")
+        if request.HasField("client_version"):
+            account.client_version = _client_version(request.client_version) or None
+        if request.HasField("enabled"):
+            account.enabled = request.enabled
+            # Re-enabling is the admin's word that the problem is solved: start afresh.
+            account.disabled_reason = "" if request.enabled else "Disabled by the admin."
+            account.cooldown_until = 0.0
+        self.office.pool.changed(account)
+        await self.office.journal.flush()
+        log.info("account %s updated", account.id)
+        return account_proto(account)
+
+    async def _remove_account(
+        self, request: admin_pb2.RemoveAccountRequest
+    ) -> admin_pb2.RemoveAccountResponse:
+        account = self._account(request.id)
+        self.office.pool.remove(account.id)
+        await self.office.store.remove_account(account.id)
+        log.info("account %s removed", account.id)
+        return admin_pb2.RemoveAccountResponse()
+
+    async def _refresh_account(self, request: admin_pb2.RefreshAccountRequest) -> admin_pb2.Account:
+        account = self._account(request.id)
+        await self.office.refresher.refresh(account)
+        await self.office.journal.flush()
+        return account_proto(account)
+
+    # --- licenses ---
+
+    async def _create_license(
+        self, request: admin_pb2.CreateLicenseRequest
+    ) -> admin_pb2.CreateLicenseResponse:
+        expires_at = request.expires_at.ToMilliseconds() / 1000 if request.HasField("expires_at") else None
+        if expires_at is not None and expires_at <= time.time():
+            raise _invalid("expires_at: must be in the future.")
+        if request.HasField("request_quota") and request.request_quota < 0:
+            raise _invalid("request_quota: must not be negative.")
+        models = [m.strip() for m in request.allowed_models if m.strip()]
+        if any(len(m) > MAX_NAME for m in models):
+            raise _invalid("allowed_models: a model id is too long.")
+        key = new_license()
+        lic = License(
+            id=f"lic_{secrets.token_hex(6)}",
+            key_hash=hash_key(key),
+            name=_name(request.name, "name"),
+            allowed_models=frozenset(models) if models else None,
+            expires_at=expires_at,
+            request_quota=request.request_quota if request.HasField("request_quota") else None,
+            key_prefix=key_prefix(key),
+        )
+        await self.office.store.add_license(lic)
+        self.office.licenses.put(lic)
+        log.info("license %s created", lic.id)
+        return admin_pb2.CreateLicenseResponse(license=license_proto(lic), key=key)
+
+    async def _list_licenses(self, request: admin_pb2.ListLicensesRequest) -> admin_pb2.ListLicensesResponse:
+        return admin_pb2.ListLicensesResponse(licenses=[license_proto(x) for x in self.office.licenses.all()])
+
+    async def _revoke_license(self, request: admin_pb2.RevokeLicenseRequest) -> admin_pb2.License:
+        lic = self.office.licenses.get(request.id)
+        if lic is None:
+            raise _not_found("license", request.id)
+        if not lic.revoked:
+            lic.revoked_at = time.time()
+            lic.revoked = True  # effective now, in memory; the store follows
+            await self.office.store.revoke_license(lic.id, lic.revoked_at)
+            log.info("license %s revoked", lic.id)
+        return license_proto(lic)
+
+    # --- request log ---
+
+    async def _list_requests(self, request: admin_pb2.ListRequestsRequest) -> admin_pb2.ListRequestsResponse:
+        limit = (
+            request.limit if 0 < request.limit <= MAX_REQUESTS else (MAX_REQUESTS if request.limit else 100)
+        )
+        await self.office.journal.flush()
+        entries = await self.office.store.recent_requests(limit)
+        return admin_pb2.ListRequestsResponse(
+            requests=[
+                admin_pb2.RequestLogEntry(
+                    id=e.id,
+                    time=_ts(e.time),
+                    license_id=e.license_id,
+                    license_name=e.license_name,
+                    model=e.model,
+                    account_id=e.account_id,
+                    latency_ms=e.latency_ms,
+                    prompt_tokens=e.prompt_tokens,
+                    completion_tokens=e.completion_tokens,
+                    outcome=e.outcome,
+                    stream=e.stream,
+                )
+                for e in entries
+            ]
+        )
+
+    # --- gRPC methods ---
+
+    async def AddAccount(self, request: admin_pb2.AddAccountRequest, context: Context) -> admin_pb2.Account:
+        return await self._serve(context, self._add_account, request)
+
+    async def ListAccounts(
+        self, request: admin_pb2.ListAccountsRequest, context: Context
+    ) -> admin_pb2.ListAccountsResponse:
+        return await self._serve(context, self._list_accounts, request)
+
+    async def GetAccount(self, request: admin_pb2.GetAccountRequest, context: Context) -> admin_pb2.Account:
+        return await self._serve(context, self._get_account, request)
+
+    async def UpdateAccount(
+        self, request: admin_pb2.UpdateAccountRequest, context: Context
+    ) -> admin_pb2.Account:
+        return await self._serve(context, self._update_account, request)
+
+    async def RemoveAccount(
+        self, request: admin_pb2.RemoveAccountRequest, context: Context
+    ) -> admin_pb2.RemoveAccountResponse:
+        return await self._serve(context, self._remove_account, request)
+
+    async def RefreshAccount(
+        self, request: admin_pb2.RefreshAccountRequest, context: Context
+    ) -> admin_pb2.Account:
+        return await self._serve(context, self._refresh_account, request)
+
+    async def CreateLicense(
+        self, request: admin_pb2.CreateLicenseRequest, context: Context
+    ) -> admin_pb2.CreateLicenseResponse:
+        return await self._serve(context, self._create_license, request)
+
+    async def ListLicenses(
+        self, request: admin_pb2.ListLicensesRequest, context: Context
+    ) -> admin_pb2.ListLicensesResponse:
+        return await self._serve(context, self._list_licenses, request)
+
+    async def RevokeLicense(
+        self, request: admin_pb2.RevokeLicenseRequest, context: Context
+    ) -> admin_pb2.License:
+        return await self._serve(context, self._revoke_license, request)
+
+    async def ListRequests(
+        self, request: admin_pb2.ListRequestsRequest, context: Context
+    ) -> admin_pb2.ListRequestsResponse:
+        return await self._serve(context, self._list_requests, request)
+
+
+# --- validation and conversion ---
+
+
+def _name(value: str, field: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_NAME:
+        raise _invalid(f"{field}: at most {MAX_NAME} characters.")
+    return value
+
+
+def _client_version(value: str) -> str:
+    value = value.strip()
+    if value and not CLIENT_VERSION.match(value):
+        raise _invalid("client_version: expected a version like '2.3.41'.")
+    return value
+
+
+def _ts(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(int(seconds * 1000))
+    return stamp
+
+
+def _struct(data: object) -> struct_pb2.Struct | None:
+    if not isinstance(data, dict):
+        return None
+    value = struct_pb2.Struct()
+    try:
+        value.update(data)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def account_proto(account: Account) -> admin_pb2.Account:
+    now = time.time()
+    claims = jwt_claims(account.token)
+    out = admin_pb2.Account(
+        id=account.id,
+        label=account.label,
+        token_masked=mask(account.token),
+        enabled=account.enabled,
+        status=account.status(now),
+        disabled_reason=account.disabled_reason,
+        client_version=account.client_version or "",
+        models_known=account.models is not None,
+        last_error=account.last_error,
+        created_at=_ts(account.created_at),
+        subject=str(claims.get("sub", ""))[:200],
+        in_flight=account.in_flight,
+        requests=account.requests,
+        failures=account.failures,
+    )
+    for info in (account.models or {}).values():
+        out.models.add(
+            id=info.id,
+            display_name=info.display_name,
+            supports_thinking=info.supports_thinking,
+            supports_images=info.supports_images,
+            supports_tools=info.supports_tools,
+            context_window=info.context_window,
+        )
+    for field in ("usage", "membership"):
+        detail = _struct(account.details.get(field))
+        if detail is not None:
+            getattr(out, field).CopyFrom(detail)
+    if account.last_refreshed_at is not None:
+        out.last_refreshed_at.CopyFrom(_ts(account.last_refreshed_at))
+    if account.cooldown_until > now:
+        out.cooldown_until.CopyFrom(_ts(account.cooldown_until))
+    exp = claims.get("exp")
+    if isinstance(exp, int | float):
+        out.token_expires_at.CopyFrom(_ts(float(exp)))
+    return out
+
+
+def license_proto(lic: License) -> admin_pb2.License:
+    out = admin_pb2.License(
+        id=lic.id,
+        name=lic.name,
+        key_prefix=lic.key_prefix,
+        created_at=_ts(lic.created_at),
+        revoked=lic.revoked,
+        allowed_models=sorted(lic.allowed_models or ()),
+        requests_used=lic.requests_used,
+    )
+    if lic.expires_at is not None:
+        out.expires_at.CopyFrom(_ts(lic.expires_at))
+    if lic.revoked_at is not None:
+        out.revoked_at.CopyFrom(_ts(lic.revoked_at))
+    if lic.request_quota is not None:
+        out.request_quota = lic.request_quota
+    return out

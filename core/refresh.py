@@ -1,0 +1,140 @@
+"""Fetching each account's details from Cursor: on add, on demand, and on a schedule.
+
+Models come from AiService/AvailableModels (what the pool routes on). Usage and plan come from
+DashboardService/GetCurrentPeriodUsage (Connect+JSON) and GET /auth/full_stripe_profile; those
+are informative and best-effort: a failure is recorded as last_error, never disables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+import httpx
+
+from core.accounts import Account, AccountPool
+from core.catalog import ModelInfo
+from core.config import CoreSettings
+from core.upstream.errors import Failure, UpstreamError
+from core.upstream.headers import ClientIdentity, cursor_headers
+
+log = logging.getLogger("cursorgate.refresh")
+
+USAGE_PATH = "/aiserver.v1.DashboardService/GetCurrentPeriodUsage"
+PROFILE_PATH = "/auth/full_stripe_profile"
+# Details are for display: a huge answer is not kept.
+MAX_DETAIL_BYTES = 64 * 1024
+CONCURRENCY = 4
+
+
+class ModelSource(Protocol):
+    async def available_models(self, account: Account) -> dict[str, ModelInfo]: ...
+
+
+class Refresher:
+    def __init__(self, settings: CoreSettings, pool: AccountPool, models: ModelSource) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.models = models
+        self._http = httpx.AsyncClient(base_url=settings.upstream_url.rstrip("/"), timeout=20.0)
+        self._task: asyncio.Task[None] | None = None
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._http.aclose()
+
+    def _headers(self, account: Account) -> dict[str, str]:
+        identity = ClientIdentity(
+            client_version=account.client_version or self.settings.client_version,
+            timezone=self.settings.timezone,
+            ghost_mode=self.settings.ghost_mode,
+        )
+        return cursor_headers(account.token, identity)
+
+    async def refresh(self, account: Account) -> None:
+        """Fetches everything; the account's fields are updated in place and reported changed."""
+        async with self._limit:
+            errors: list[str] = []
+            try:
+                account.models = await self.models.available_models(account)
+            except UpstreamError as err:
+                if err.failure is Failure.AUTH:
+                    account.enabled = False
+                    account.disabled_reason = f"Cursor rejected the token: {err.message}"
+                errors.append(f"models: {err.failure.value}: {err.message}")
+            for key, fetch in (("usage", self._usage), ("membership", self._membership)):
+                try:
+                    account.details[key] = await fetch(account)
+                except _DetailError as err:
+                    errors.append(f"{key}: {err}")
+            account.last_refreshed_at = time.time()
+            account.last_error = "; ".join(errors)
+        log.info("refreshed account %s (%s)", account.id, "ok" if not errors else "with errors")
+        self.pool.changed(account)
+
+    async def _usage(self, account: Account) -> dict[str, Any]:
+        headers = {
+            **self._headers(account),
+            "content-type": "application/json",
+            "connect-protocol-version": "1",
+        }
+        return await self._json("POST", USAGE_PATH, headers, b"{}")
+
+    async def _membership(self, account: Account) -> dict[str, Any]:
+        return await self._json("GET", PROFILE_PATH, self._headers(account), None)
+
+    async def _json(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, path, headers=headers, content=body)
+        except httpx.HTTPError as err:
+            raise _DetailError(f"unreachable ({type(err).__name__})") from None
+        if response.status_code != 200:
+            raise _DetailError(f"HTTP {response.status_code}")
+        if len(response.content) > MAX_DETAIL_BYTES:
+            raise _DetailError("answer too large")
+        try:
+            data = response.json()
+        except ValueError:
+            raise _DetailError("not JSON") from None
+        if not isinstance(data, dict):
+            raise _DetailError("not a JSON object")
+        return data
+
+    # --- the schedule ---
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="account-refresh")
+
+    def due(self, now: float) -> list[Account]:
+        interval = self.settings.refresh_interval
+        return [
+            a
+            for a in self.pool.all()
+            if a.enabled and (a.last_refreshed_at is None or a.last_refreshed_at + interval <= now)
+        ]
+
+    async def refresh_due(self) -> None:
+        due = self.due(time.time())
+        if due:
+            await asyncio.gather(*(self.refresh(a) for a in due), return_exceptions=True)
+
+    async def _run(self) -> None:
+        # Check often enough that a short interval (tests) is honoured, rarely enough to be free.
+        tick = max(0.5, min(60.0, self.settings.refresh_interval / 4))
+        while True:
+            try:
+                await self.refresh_due()
+            except Exception:
+                log.exception("scheduled account refresh failed")
+            await asyncio.sleep(tick)
+
+
+class _DetailError(Exception):
+    """A usage/plan fetch failed; the message is safe to show (no token, no body)."""

@@ -1,0 +1,143 @@
+"""The store's operations. Admin calls await them; the hot path only goes through the Journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from core.accounts import Account
+from core.licenses import License
+from core.secrets import hash_key
+from core.store.convert import account_from_row, account_state, license_from_row, license_to_row
+from core.store.db import connect
+from core.store.tables import AccountRow, LicenseRow, RequestLogRow
+
+
+class DuplicateAccount(Exception):
+    """The token is already in the pool (its id is the argument)."""
+
+
+@dataclass(slots=True)
+class RequestEntry:
+    time: float
+    license_id: str = ""
+    license_name: str = ""
+    model: str = ""
+    account_id: str = ""
+    latency_ms: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outcome: str = "ok"
+    stream: bool = False
+    id: int = 0
+
+
+_LOG_FIELDS = tuple(f for f in RequestEntry.__dataclass_fields__ if f != "id")
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        return cls(await connect(url))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- licenses ---
+
+    async def licenses(self) -> list[License]:
+        async with self._session() as session:
+            rows = await session.scalars(select(LicenseRow).order_by(LicenseRow.created_at))
+            return [license_from_row(row) for row in rows]
+
+    async def add_license(self, lic: License) -> None:
+        async with self._session.begin() as session:
+            session.add(license_to_row(lic))
+
+    async def seed_licenses(self, seeds: list[License]) -> int:
+        """Inserts the seeds whose hash is not stored yet (a revoked seed stays revoked)."""
+        async with self._session.begin() as session:
+            known = set(await session.scalars(select(LicenseRow.key_hash)))
+            fresh = [lic for lic in seeds if lic.key_hash not in known]
+            session.add_all(license_to_row(lic) for lic in fresh)
+        return len(fresh)
+
+    async def revoke_license(self, license_id: str, at: float) -> None:
+        async with self._session.begin() as session:
+            await session.execute(
+                update(LicenseRow)
+                .where(LicenseRow.id == license_id, LicenseRow.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+
+    async def add_license_usage(self, counts: dict[str, int]) -> None:
+        # Increments rather than absolute values: several core replicas may count at once.
+        async with self._session.begin() as session:
+            for license_id, n in counts.items():
+                await session.execute(
+                    update(LicenseRow)
+                    .where(LicenseRow.id == license_id)
+                    .values(requests_used=LicenseRow.requests_used + n)
+                )
+
+    # --- accounts ---
+
+    async def accounts(self) -> list[Account]:
+        async with self._session() as session:
+            rows = await session.scalars(select(AccountRow).order_by(AccountRow.created_at))
+            return [account_from_row(row) for row in rows]
+
+    async def account_id_for_token(self, token: str) -> str | None:
+        async with self._session() as session:
+            found: str | None = await session.scalar(
+                select(AccountRow.id).where(AccountRow.token_hash == hash_key(token))
+            )
+            return found
+
+    async def add_account(self, account: Account) -> None:
+        row = AccountRow(
+            id=account.id,
+            token=account.token,
+            token_hash=hash_key(account.token),
+            created_at=account.created_at,
+            **account_state(account),
+        )
+        try:
+            async with self._session.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            existing = await self.account_id_for_token(account.token)
+            raise DuplicateAccount(existing or "") from None
+
+    async def save_accounts(self, states: dict[str, dict[str, Any]]) -> None:
+        async with self._session.begin() as session:
+            for account_id, values in states.items():
+                await session.execute(update(AccountRow).where(AccountRow.id == account_id).values(**values))
+
+    async def remove_account(self, account_id: str) -> None:
+        async with self._session.begin() as session:
+            await session.execute(delete(AccountRow).where(AccountRow.id == account_id))
+
+    # --- request log ---
+
+    async def log_requests(self, entries: list[RequestEntry], keep: int) -> None:
+        """Appends, then deletes all but the newest `keep` rows."""
+        async with self._session.begin() as session:
+            session.add_all(RequestLogRow(**{f: getattr(e, f) for f in _LOG_FIELDS}) for e in entries)
+            await session.flush()
+            newest = await session.scalar(select(func.max(RequestLogRow.id)))
+            if newest is not None and newest > keep:
+                await session.execute(delete(RequestLogRow).where(RequestLogRow.id <= newest - keep))
+
+    async def recent_requests(self, limit: int) -> list[RequestEntry]:
+        async with self._session() as session:
+            rows = await session.scalars(select(RequestLogRow).order_by(RequestLogRow.id.desc()).limit(limit))
+            return [RequestEntry(id=row.id, **{f: getattr(row, f) for f in _LOG_FIELDS}) for row in rows]

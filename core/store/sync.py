@@ -1,0 +1,52 @@
+"""Re-reads the store now and then, so that with several core replicas on one PostgreSQL an
+admin change made through one replica reaches the others (licenses fully; accounts as
+additions and removals: their runtime state is each replica's own)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from core.accounts import AccountPool
+from core.licenses import LicenseRegistry
+from core.store.journal import Journal
+from core.store.repo import Store
+
+log = logging.getLogger("cursorgate.store")
+
+
+async def sync_once(store: Store, licenses: LicenseRegistry, pool: AccountPool, journal: Journal) -> None:
+    for stored in await store.licenses():
+        current = licenses.get(stored.id)
+        if current is None:
+            licenses.put(stored)
+            continue
+        current.name = stored.name
+        current.allowed_models = stored.allowed_models
+        current.expires_at = stored.expires_at
+        current.request_quota = stored.request_quota
+        if stored.revoked:
+            current.revoked, current.revoked_at = True, stored.revoked_at
+        # Counts only grow: the store has every replica's flushed uses, memory our unflushed ones.
+        current.requests_used = max(
+            current.requests_used, stored.requests_used + journal.pending_usage(stored.id)
+        )
+    accounts = await store.accounts()
+    known = {a.id for a in accounts}
+    for account in accounts:
+        if pool.get(account.id) is None:
+            pool.add(account)
+    for account in pool.all():
+        if account.id not in known:
+            pool.remove(account.id)
+
+
+async def sync_forever(
+    store: Store, licenses: LicenseRegistry, pool: AccountPool, journal: Journal, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sync_once(store, licenses, pool, journal)
+        except Exception as err:  # the store may be briefly unreachable; memory keeps serving
+            log.warning("store sync failed (%s)", type(err).__name__)

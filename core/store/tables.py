@@ -1,0 +1,68 @@
+"""The schema. Changing it means a new migration in core/store/migrations/versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LicenseRow(Base):
+    __tablename__ = "licenses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(32), default="")
+    # Unix seconds (floats keep SQLite and PostgreSQL alike and timezone-free).
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    request_quota: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    requests_used: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    # The normalised JWT: it must be stored to be usable. Never returned whole, never logged.
+    token: Mapped[str] = mapped_column(Text)
+    # sha256 of the token: the same token is not added twice.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    client_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # {model id: ModelInfo fields}; null until AvailableModels answered.
+    models: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # {"usage": ..., "membership": ...} as Cursor answered.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_refreshed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cooldown_until: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RequestLogRow(Base):
+    __tablename__ = "request_log"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    time: Mapped[float] = mapped_column(Float, index=True)
+    license_id: Mapped[str] = mapped_column(String(64), default="")
+    license_name: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(200), default="")
+    account_id: Mapped[str] = mapped_column(String(64), default="")
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(64), default="ok")
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,256 @@
+// cursorgate admin page: plain JS over /cursor/admin/api. The admin key stays in this tab's
+// sessionStorage. Data is written with textContent only (never innerHTML), so nothing an
+// account or a license name contains can run as code.
+"use strict";
+
+const API = "/cursor/admin/api";
+const KEY = "cursorgate.adminKey";
+const $ = (id) => document.getElementById(id);
+
+function adminKey() { return sessionStorage.getItem(KEY) || ""; }
+
+function setStatus(text, isError) {
+  const el = $("status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { Authorization: "Bearer " + adminKey() } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(API + path, init);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = (data.error && data.error.message) || ("HTTP " + response.status);
+    throw new Error(message);
+  }
+  return data;
+}
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function cell(row, content, className) {
+  const td = el("td", undefined, className);
+  if (content instanceof Node) td.appendChild(content); else td.textContent = content == null ? "" : String(content);
+  row.appendChild(td);
+  return td;
+}
+
+function button(label, onClick) {
+  const b = el("button", label);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function when(ts) { return ts ? new Date(ts).toLocaleString() : ""; }
+
+async function action(label, fn) {
+  setStatus(label + "…", false);
+  try {
+    await fn();
+    setStatus(label + ": done.", false);
+    await loadAll();
+  } catch (err) {
+    setStatus(label + " failed: " + err.message, true);
+  }
+}
+
+// --- accounts ---
+
+function usageSummary(account) {
+  const parts = [];
+  const plan = account.membership && account.membership.membershipType;
+  if (plan) parts.push(plan);
+  const usage = account.usage && account.usage.planUsage;
+  if (usage && usage.limit) parts.push("$" + ((usage.totalSpend || 0) / 100).toFixed(2) + " of $" + (usage.limit / 100).toFixed(2));
+  return parts.join(", ");
+}
+
+function detailsRow(account) {
+  const row = el("tr", undefined, "details");
+  row.hidden = true;
+  const td = cell(row, "");
+  td.colSpan = 7;
+  const facts = [
+    ["Id", account.id], ["Subject", account.subject], ["Token expires", when(account.token_expires_at)],
+    ["Client version", account.client_version || "(gateway default)"], ["Created", when(account.created_at)],
+    ["Last refreshed", when(account.last_refreshed_at) || "never"], ["Cooling down until", when(account.cooldown_until)],
+    ["Disabled because", account.disabled_reason], ["Requests / failures (this run)", account.requests + " / " + account.failures],
+  ];
+  for (const [name, value] of facts) {
+    if (!value) continue;
+    const p = el("div");
+    p.appendChild(el("strong", name + ": "));
+    p.appendChild(document.createTextNode(value));
+    td.appendChild(p);
+  }
+  td.appendChild(el("strong", "Models"));
+  const names = (account.models || []).map((m) => m.id + (m.context_window ? " (" + m.context_window + " ctx)" : ""));
+  td.appendChild(el("pre", account.models_known ? names.join("\n") || "(none)" : "not fetched yet", "models"));
+  for (const key of ["usage", "membership"]) {
+    if (account[key] && Object.keys(account[key]).length) {
+      td.appendChild(el("strong", key === "usage" ? "Usage" : "Plan"));
+      td.appendChild(el("pre", JSON.stringify(account[key], null, 2)));
+    }
+  }
+  return row;
+}
+
+function renderAccounts(accounts) {
+  const body = $("accounts").tBodies[0];
+  body.replaceChildren();
+  if (!accounts.length) {
+    const row = el("tr");
+    cell(row, "No accounts yet.", "muted").colSpan = 7;
+    body.appendChild(row);
+  }
+  for (const account of accounts) {
+    const row = el("tr");
+    row.dataset.accountId = account.id;
+    cell(row, account.label || account.id);
+    cell(row, account.token_masked);
+    cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+    cell(row, account.models_known ? String((account.models || []).length) : "?");
+    cell(row, usageSummary(account));
+    cell(row, account.last_error);
+    const details = detailsRow(account);
+    const actions = cell(row, "");
+    actions.appendChild(button("Details", () => { details.hidden = !details.hidden; }));
+    actions.appendChild(account.enabled
+      ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
+      : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
+    actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
+    actions.appendChild(button("Remove", () => {
+      if (confirm("Remove account " + (account.label || account.id) + "?")) {
+        action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
+      }
+    }));
+    body.appendChild(row);
+    body.appendChild(details);
+  }
+}
+
+// --- licenses ---
+
+function renderLicenses(licenses) {
+  const body = $("licenses").tBodies[0];
+  body.replaceChildren();
+  for (const lic of licenses) {
+    const row = el("tr");
+    row.dataset.licenseId = lic.id;
+    cell(row, lic.name || lic.id);
+    cell(row, lic.key_prefix + "…");
+    cell(row, when(lic.created_at));
+    cell(row, when(lic.expires_at) || "never");
+    cell(row, (lic.allowed_models || []).join(", ") || "all");
+    cell(row, lic.requests_used + (lic.request_quota !== undefined ? " / " + lic.request_quota : ""));
+    cell(row, el("span", lic.revoked ? "revoked" : "active", "badge " + (lic.revoked ? "revoked" : "active")));
+    const actions = cell(row, "");
+    if (!lic.revoked) {
+      actions.appendChild(button("Revoke", () => {
+        if (confirm("Revoke license " + (lic.name || lic.id) + "? Callers using it get 401 at once.")) {
+          action("Revoke", () => api("POST", "/licenses/" + encodeURIComponent(lic.id) + "/revoke"));
+        }
+      }));
+    }
+    body.appendChild(row);
+  }
+}
+
+// --- request log ---
+
+function renderRequests(requests) {
+  const body = $("requests").tBodies[0];
+  body.replaceChildren();
+  for (const r of requests) {
+    const row = el("tr");
+    cell(row, when(r.time));
+    cell(row, r.license_name || r.license_id);
+    cell(row, r.model);
+    cell(row, r.account_id);
+    cell(row, r.latency_ms + " ms");
+    cell(row, r.prompt_tokens + " / " + r.completion_tokens);
+    cell(row, r.outcome, r.outcome === "ok" ? "" : "badge disabled");
+    body.appendChild(row);
+  }
+}
+
+async function loadAll() {
+  if (!adminKey()) {
+    setStatus("Enter the admin key to start.", false);
+    return;
+  }
+  try {
+    const [accounts, licenses, requests] = await Promise.all([
+      api("GET", "/accounts"), api("GET", "/licenses"), api("GET", "/requests?limit=100"),
+    ]);
+    renderAccounts(accounts.accounts || []);
+    renderLicenses(licenses.licenses || []);
+    renderRequests(requests.requests || []);
+    document.body.dataset.loaded = "true";
+    if (!$("status").classList.contains("error")) setStatus("Connected. " + new Date().toLocaleTimeString(), false);
+  } catch (err) {
+    setStatus("Could not load: " + err.message, true);
+  }
+}
+
+function init() {
+  $("admin-key").value = adminKey();
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("admin-key").value.trim());
+    setStatus("", false);
+    loadAll();
+  });
+  $("forget-key").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    $("admin-key").value = "";
+    setStatus("Key forgotten.", false);
+  });
+  $("reload").addEventListener("click", () => { setStatus("", false); loadAll(); });
+
+  $("account-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = { token: $("account-token").value.trim(), label: $("account-label").value.trim() };
+    const version = $("account-client-version").value.trim();
+    if (version) body.client_version = version;
+    action("Add account", async () => {
+      await api("POST", "/accounts", body);
+      $("account-form").reset();
+    });
+  });
+
+  $("license-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = { name: $("license-name").value.trim() };
+    const models = $("license-models").value.split(",").map((m) => m.trim()).filter(Boolean);
+    if (models.length) body.allowed_models = models;
+    const quota = $("license-quota").value.trim();
+    if (quota) body.request_quota = quota;
+    const expires = $("license-expires").value;
+    if (expires) body.expires_at = new Date(expires).toISOString();
+    action("Create license", async () => {
+      const created = await api("POST", "/licenses", body);
+      $("new-license-key").textContent = created.key;
+      $("new-license").hidden = false;
+      $("license-form").reset();
+    });
+  });
+  $("dismiss-key").addEventListener("click", () => {
+    $("new-license-key").textContent = "";
+    $("new-license").hidden = true;
+  });
+
+  loadAll();
+}
+
+init();
