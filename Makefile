@@ -51,12 +51,19 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check core facade tests
-	$(BIN)/ruff format --check core facade tests
+	$(BIN)/ruff check core facade tests bench
+	$(BIN)/ruff format --check core facade tests bench
 	$(BIN)/mypy
 
 live-test: install
 	$(BIN)/python -m pytest -m live -p no:cacheprovider tests/test_live.py $(PYTEST_ARGS)
+
+# Full-size reliability runs (CI runs them reduced, inside `make test`).
+load: install
+	CURSORGATE_LOAD_STREAMS=$${CURSORGATE_LOAD_STREAMS:-1000} $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_load.py $(PYTEST_ARGS)
+
+fuzz: install
+	CURSORGATE_FUZZ_EXAMPLES=$${CURSORGATE_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.accounts import Account, AccountPool
@@ -22,6 +21,7 @@ from core.secrets import bearer, hash_key, keys_equal, mask, new_license
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.upstream.tokens import InvalidToken, jwt_claims, normalize_token
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
 log = logging.getLogger("cursorgate.admin")
 

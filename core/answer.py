@@ -43,6 +43,8 @@ class AnswerShaper:
         self.saw_tool_call = False
         self.finished: chat_pb2.FinishReason | None = None
         self._held = ""  # text held back because it might start a stop sequence
+        # Neither stop sequences nor max_tokens: text events pass through as they are.
+        self._passthrough = not self.stops and self.max_tokens is None
 
     @property
     def done(self) -> bool:
@@ -53,6 +55,10 @@ class AnswerShaper:
             return []
         kind = event.WhichOneof("event")
         if kind == "text":
+            if self._passthrough:  # the hot path: no new message per chunk
+                size = len(event.text.text)
+                self.text_chars += size
+                return [event] if size else []
             return self._text(event.text.text)
         if kind == "reasoning":
             self.reasoning_chars += len(event.reasoning.text)

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
@@ -20,6 +19,7 @@ from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
 from core.validate import validate_chat
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("cursorgate.chat")
 
@@ -94,9 +94,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=True)
         try:
             meter.license = self._admit(request, context)
-            async for event in self._events(request, context):
-                meter.observe(event)
-                yield event
+            with self.licenses.slot(meter.license):
+                async for event in self._events(request, context):
+                    meter.observe(event)
+                    yield event
             meter.outcome = "ok"
         except GatewayError as err:
             meter.outcome = Code.Name(err.code)
@@ -117,7 +118,8 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=False)
         try:
             meter.license = self._admit(request, context)
-            response = await aggregate(request, self._events(request, context))
+            with self.licenses.slot(meter.license):
+                response = await aggregate(request, self._events(request, context))
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"
             return response

@@ -126,6 +126,7 @@ def _token_extract(db: Path | None, add: bool, label: str) -> int:
 
 async def _add_account(token: str, label: str) -> int:
     import grpc
+
     from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
     settings = CoreSettings()

@@ -33,6 +33,9 @@ class CoreSettings(BaseSettings):
     licenses: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_key: SecretStr | None = None
 
+    # Requests one license may have open at once (0: no limit); 429 above it.
+    license_max_concurrent: int = 0
+
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
 

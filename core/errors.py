@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from cursorgate.v1 import errors_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+
+from cursorgate.v1 import errors_pb2
 
 Code = errors_pb2.ErrorCode
 

@@ -7,8 +7,9 @@ journal (`on_use`).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from core.errors import Code, GatewayError
@@ -58,10 +59,16 @@ class LicenseRegistry:
     """Looks licenses up by hash and compares in constant time."""
 
     def __init__(
-        self, licenses: Iterable[License] = (), on_use: Callable[[License], None] | None = None
+        self,
+        licenses: Iterable[License] = (),
+        on_use: Callable[[License], None] | None = None,
+        max_concurrent: int = 0,
     ) -> None:
         self._by_hash: dict[str, License] = {}
         self.on_use = on_use
+        # Requests one license may have open at once (0: no limit); counts live in this process.
+        self.max_concurrent = max_concurrent
+        self._in_flight: dict[str, int] = {}
         for lic in licenses:
             self.put(lic)
 
@@ -109,6 +116,26 @@ class LicenseRegistry:
             )
         if lic.request_quota is not None and lic.requests_used >= lic.request_quota:
             raise GatewayError(Code.ERROR_CODE_QUOTA_EXCEEDED, "This license's request quota is used up.")
+
+    @contextlib.contextmanager
+    def slot(self, lic: License) -> Iterator[None]:
+        """Holds one of the license's concurrent-request slots for the duration of a request."""
+        open_now = self._in_flight.get(lic.id, 0)
+        if self.max_concurrent and open_now >= self.max_concurrent:
+            raise GatewayError(
+                Code.ERROR_CODE_RATE_LIMITED,
+                f"Too many concurrent requests for this license (at most {self.max_concurrent}).",
+                retry_after_ms=1000,
+            )
+        self._in_flight[lic.id] = open_now + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[lic.id] - 1
+            if left:
+                self._in_flight[lic.id] = left
+            else:
+                del self._in_flight[lic.id]
 
     def record_use(self, lic: License) -> None:
         """Counts one admitted request (in memory now, in the store soon)."""

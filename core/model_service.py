@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import grpc
-from cursorgate.v1 import models_pb2, models_pb2_grpc
 
 from core.accounts import AccountPool
 from core.catalog import ModelInfo, owner_of
@@ -14,6 +13,7 @@ from core.chat_service import metadata_value
 from core.errors import GatewayError
 from core.licenses import LicenseRegistry
 from core.secrets import bearer
+from cursorgate.v1 import models_pb2, models_pb2_grpc
 
 CREATED = int(time.mktime((2025, 1, 1, 0, 0, 0, 0, 0, 0)))
 

@@ -8,11 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from cursorgate.v1 import chat_pb2
-
 from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
 from core.upstream.errors import Failure, UpstreamError
+from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.router")
 

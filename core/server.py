@@ -10,7 +10,6 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,6 +27,7 @@ from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
 from core.upstream.tokens import normalize_token
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 
 log = logging.getLogger("cursorgate.core")
 
@@ -106,7 +106,9 @@ async def build(settings: CoreSettings) -> Core:
     store = await Store.open(settings.database_url)
     await _seed(store, settings)
     journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
-    licenses = LicenseRegistry(await store.licenses(), on_use=journal.count_use)
+    licenses = LicenseRegistry(
+        await store.licenses(), on_use=journal.count_use, max_concurrent=settings.license_max_concurrent
+    )
     pool = AccountPool(await store.accounts(), listener=journal.account_changed)
     upstream = CursorClient(settings)
     refresher = Refresher(settings, pool, upstream)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+from google.protobuf import struct_pb2
 
 from core.errors import invalid
 from cursorgate.v1 import chat_pb2
@@ -15,6 +18,11 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_MESSAGES = 2_000
 MAX_TOOLS = 128
 MAX_STOP = 4
+# Images per request (each up to CURSORGATE_IMAGE_MAX_BYTES); Anthropic's API allows 100, Cursor's
+# IDE sends a handful.
+MAX_IMAGES = 32
+# Serialized size of one tool's parameter schema; large MCP schemas stay far below it.
+MAX_TOOL_SCHEMA_BYTES = 64 * 1024
 
 
 def validate_chat(request: chat_pb2.ChatRequest) -> None:
@@ -50,6 +58,11 @@ def _validate_tools(request: chat_pb2.ChatRequest) -> None:
         if tool.name in names:
             raise invalid(f"Duplicate tool name '{tool.name}'.", f"tools[{i}].function.name")
         names.add(tool.name)
+        param = f"tools[{i}].function.parameters"
+        if tool.parameters.ByteSize() > MAX_TOOL_SCHEMA_BYTES:
+            raise invalid(f"A tool's parameter schema may be at most {MAX_TOOL_SCHEMA_BYTES} bytes.", param)
+        if not _finite(tool.parameters):
+            raise invalid("Numbers in a tool's parameter schema must be finite.", param)
     choice = request.tool_choice
     if choice.mode in (ToolChoiceMode.MODE_REQUIRED, ToolChoiceMode.MODE_FUNCTION) and not request.tools:
         raise invalid("'tool_choice' requires 'tools'.", "tool_choice")
@@ -57,8 +70,25 @@ def _validate_tools(request: chat_pb2.ChatRequest) -> None:
         raise invalid(f"'tool_choice' names an unknown tool '{choice.function_name}'.", "tool_choice")
 
 
+def _finite(value: struct_pb2.Struct | struct_pb2.ListValue | struct_pb2.Value) -> bool:
+    """No NaN or infinity anywhere: Struct carries them, but JSON (what Cursor is sent) cannot."""
+    if isinstance(value, struct_pb2.Struct):
+        return all(_finite(item) for item in value.fields.values())
+    if isinstance(value, struct_pb2.ListValue):
+        return all(_finite(item) for item in value.values)
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return math.isfinite(value.number_value)
+    if kind == "struct_value":
+        return _finite(value.struct_value)
+    if kind == "list_value":
+        return _finite(value.list_value)
+    return True
+
+
 def _validate_messages(request: chat_pb2.ChatRequest) -> None:
     call_ids: set[str] = set()
+    images = 0
     for i, message in enumerate(request.messages):
         if message.role == Role.ROLE_UNSPECIFIED:
             raise invalid("Each message needs a role.", f"messages[{i}].role")
@@ -77,5 +107,12 @@ def _validate_messages(request: chat_pb2.ChatRequest) -> None:
                     f"messages[{i}].tool_call_id",
                 )
         for part in message.content:
-            if part.HasField("image") and message.role != Role.ROLE_USER:
+            if not part.HasField("image"):
+                continue
+            if message.role != Role.ROLE_USER:
                 raise invalid("Images are accepted in user messages only.", f"messages[{i}].content")
+            images += 1
+            if images > MAX_IMAGES:
+                raise invalid(
+                    f"At most {MAX_IMAGES} images are accepted per request.", f"messages[{i}].content"
+                )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
 from facade.app import create_app
 from facade.config import load_settings
 
+# See core/__main__.py: grpcio's poller thread hands every event from core to the loop
+# through the GIL; don't let it wait CPython's default 5 ms when the loop is busy.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
 
 def main() -> None:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = load_settings()
     level = settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

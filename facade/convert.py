@@ -10,9 +10,10 @@ import os
 import time
 from typing import Any
 
-from cursorgate.v1 import chat_pb2, models_pb2
+import orjson
 from google.protobuf import struct_pb2
 
+from cursorgate.v1 import chat_pb2, models_pb2
 from facade.schemas import ChatCompletionRequest, ChatMessage, TextPart
 
 ROLES: dict[str, chat_pb2.Role] = {
@@ -176,7 +177,7 @@ class ChunkStream:
     usage event (core sends it before `finish`; OpenAI sends usage last, with no choices).
     """
 
-    __slots__ = ("_usage", "completion_id", "created", "finished", "include_usage", "model")
+    __slots__ = ("_content_frame", "_usage", "completion_id", "created", "finished", "include_usage", "model")
 
     def __init__(self, *, completion_id: str, model: str, include_usage: bool, created: int | None = None):
         self.completion_id = completion_id
@@ -185,6 +186,7 @@ class ChunkStream:
         self.created = int(time.time()) if created is None else created
         self.finished = False
         self._usage: chat_pb2.Usage | None = None
+        self._content_frame: tuple[bytes, bytes] | None = None
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -207,6 +209,17 @@ class ChunkStream:
             "choices": [],
             "usage": usage_dict(usage),
         }
+
+    def content_frame(self, text: str) -> bytes:
+        """The SSE frame of a content chunk: the same bytes as `data: ` + orjson of
+        `self._chunk({"content": text})`, but only the text is encoded per chunk; the rest is
+        encoded once per stream (this runs for every token)."""
+        parts = self._content_frame
+        if parts is None:
+            # A key inside an encoded string has escaped quotes, so this marker is unique.
+            head, tail = orjson.dumps(self._chunk({"content": ""})).split(b'"content":""')
+            parts = self._content_frame = (b"data: " + head + b'"content":', tail + b"\n\n")
+        return parts[0] + orjson.dumps(text) + parts[1]
 
     def first(self) -> dict[str, Any]:
         return self._chunk({"role": "assistant", "content": ""})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import grpc
-from cursorgate.v1 import errors_pb2
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from google.rpc import status_pb2
@@ -22,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cursorgate.v1 import errors_pb2
 from facade.responses import OrjsonResponse
 
 logger = logging.getLogger("facade.errors")
@@ -110,6 +110,12 @@ BARE_STATUS_TABLE: dict[grpc.StatusCode, tuple[HttpError, str]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
         HttpError(429, "rate_limit_error", "rate_limit_exceeded"),
         "Rate limit reached; retry later.",
+    ),
+    # The call was cancelled on the way (the link to core dropped it, or core shut down); the
+    # request itself was fine, so it is worth retrying, not a server bug.
+    grpc.StatusCode.CANCELLED: (
+        HttpError(503, SERVER_ERROR, "core_unavailable"),
+        "The gateway core dropped the request; try again shortly.",
     ),
 }
 BARE_DEFAULT = (HttpError(500, SERVER_ERROR, None), "The server had an error while processing your request.")
@@ -273,3 +279,28 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def payload_too_large() -> OpenAIError:
     return OpenAIError(413, "Request body too large.", code="request_too_large")
+
+
+def _unencodable_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for sub, item in items if (found := _unencodable_path(item, sub)) is not None), None)
+
+
+def invalid_unicode(body: Any) -> OpenAIError:
+    """A 400 for text JSON can spell but protobuf cannot carry: an unpaired surrogate ("\\ud800")."""
+    param = _unencodable_path(body, "")
+    where = f"'{param}'" if param else "the request"
+    return OpenAIError(
+        400, f"Invalid value for {where}: text must be valid Unicode (no unpaired surrogates).", param=param
+    )

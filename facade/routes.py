@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import grpc
-from cursorgate.v1 import models_pb2
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cursorgate.v1 import models_pb2
 from facade.config import FacadeSettings
 from facade.convert import (
     ChunkStream,
@@ -22,7 +22,7 @@ from facade.convert import (
     to_completion,
 )
 from facade.core_client import CoreClient, Metadata, call_metadata, request_id_from
-from facade.errors import OpenAIError, from_grpc_error
+from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
 from facade.responses import OrjsonResponse
 from facade.schemas import ChatCompletionRequest
 from facade.sse import ClientGone, DisconnectGuard, open_stream
@@ -83,7 +83,10 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     completion_id = new_completion_id()
     request_id = request_id_from(request.headers.get("x-request-id"), completion_id)
     metadata = _metadata(request, request_id)
-    chat_request = to_chat_request(body, completion_id)
+    try:
+        chat_request = to_chat_request(body, completion_id)
+    except UnicodeEncodeError:  # JSON can spell unpaired surrogates; protobuf strings cannot hold them
+        raise invalid_unicode(body.model_dump(exclude_none=True)) from None
     headers = {"x-request-id": request_id}
 
     if body.stream:

@@ -8,12 +8,16 @@ models for every streamed chunk would cost more than the translation itself.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Tool schemas travel to core as a protobuf Struct (three message levels per JSON object level):
+# deeper ones would exceed protobuf's nesting limit of 100, and real schemas stay far below this.
+MAX_SCHEMA_DEPTH = 24
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -66,12 +70,45 @@ class ChatMessage(_Model):
     reasoning_content: str | None = None
 
 
+def check_json_value(value: Any, depth: int = 1) -> None:
+    """Refuses what a protobuf Struct cannot carry: non-finite or out-of-range numbers, strings
+    that are not valid Unicode (unpaired surrogates, which JSON escapes can spell), deep nesting."""
+    if depth > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_json_value(key, depth)
+            check_json_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_value(item, depth + 1)
+    elif isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("strings must be valid Unicode (no unpaired surrogates)") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int beyond the range of a double
+            finite = False
+        if not finite:
+            raise ValueError("numbers must be finite and within the range of a double")
+
+
 class FunctionDefinition(_Model):
     name: str
     description: str | None = None
     # JSON Schema of the arguments object.
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_json_value(value)
+        return value
 
 
 class ToolDefinition(_Model):

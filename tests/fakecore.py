@@ -7,7 +7,7 @@ The model name picks the script:
   length                      one text event, finish_reason length
   inspect                     answers with the ChatRequest and metadata it received, as JSON
   fail-<code>                 fails before any event with ErrorCode <code> (e.g. fail-rate_limited)
-  bare-unavailable            fails with UNAVAILABLE and no ErrorInfo
+  bare-<status>               fails with that gRPC status (e.g. bare-unavailable) and no ErrorInfo
   midfail                     one text event, then UPSTREAM_ERROR
   stall                       one text event (streams only), then waits until cancelled
   silent                      waits until cancelled, before any event
@@ -26,10 +26,10 @@ from typing import Any, NoReturn
 import grpc
 import pytest_asyncio
 import uvicorn
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2, models_pb2, models_pb2_grpc
 from google.protobuf import any_pb2, json_format
 from google.rpc import status_pb2
 
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2, models_pb2, models_pb2_grpc
 from facade.app import create_app
 from facade.config import FacadeSettings
 
@@ -143,8 +143,9 @@ async def authorize(fake: FakeCore, context: grpc.aio.ServicerContext[Any, Any])
 
 
 async def fail_early(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    if model == "bare-unavailable":
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "connection refused (internal detail)")
+    if model.startswith("bare-"):
+        status = grpc.StatusCode[model.removeprefix("bare-").upper()]
+        await context.abort(status, "connection refused (internal detail)")
     if model.startswith("fail-"):
         code = error_code_named(model.removeprefix("fail-"))
         extra: dict[str, Any] = {"retry_after_ms": 1500} if code == ErrorCode.ERROR_CODE_RATE_LIMITED else {}

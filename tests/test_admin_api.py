@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import openai
 import pytest
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from openai.types.chat import ChatCompletionMessageParam
 
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from tests.procs import Stack
 from tests.store_backends import ADMIN_KEY, BACKENDS, admin_stack, database_url, distinct_token
 

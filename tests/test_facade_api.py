@@ -413,12 +413,23 @@ async def test_error_code_maps_to_http_status(
     assert caught.value.status_code == status
 
 
-async def test_error_without_error_info_does_not_leak(http: httpx.AsyncClient) -> None:
-    body = {"model": "bare-unavailable", "messages": HELLO}
+@pytest.mark.parametrize(
+    ("status", "http_status", "message"),
+    [
+        ("unavailable", 503, "core is unavailable"),
+        ("cancelled", 503, "core dropped the request"),
+        ("deadline_exceeded", 504, "timed out"),
+        ("internal", 500, ""),
+    ],
+)
+async def test_error_without_error_info_does_not_leak(
+    http: httpx.AsyncClient, status: str, http_status: int, message: str
+) -> None:
+    body = {"model": f"bare-{status}", "messages": HELLO}
     response = await http.post("/v1/chat/completions", json=body, headers=AUTH)
-    assert response.status_code == 503
+    assert response.status_code == http_status
     error = response.json()["error"]
-    assert "core is unavailable" in error["message"]
+    assert message in error["message"]
     assert "internal detail" not in response.text
 
 

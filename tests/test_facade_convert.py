@@ -7,13 +7,13 @@ from typing import Any
 
 import grpc
 import pytest
-from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from google.protobuf import any_pb2, json_format
 from google.rpc import status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from facade.config import FacadeSettings
 from facade.convert import (
     REASONING_EFFORTS,

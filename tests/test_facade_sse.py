@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 from cursorgate.v1 import chat_pb2
-
 from facade.convert import ChunkStream
 from facade.sse import open_stream
 

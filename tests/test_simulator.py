@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from aiserver.v1 import chat_pb2, models_pb2
-from aiserver.v1.chat_connect import ChatServiceClient
-from aiserver.v1.models_connect import AiServiceClient
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
+from aiserver.v1 import chat_pb2, models_pb2
+from aiserver.v1.chat_connect import ChatServiceClient
+from aiserver.v1.models_connect import AiServiceClient
 from core.upstream.errors import Failure, classify
 from core.upstream.headers import ClientIdentity, cursor_headers
 from tests.procs import Stack

@@ -6,9 +6,9 @@ import json
 
 import grpc
 import pytest
-from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 from google.protobuf import struct_pb2
 
+from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 from tests.procs import Stack
 
 

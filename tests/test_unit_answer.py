@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cursorgate.v1 import chat_pb2
-
 from core.answer import AnswerShaper
+from cursorgate.v1 import chat_pb2
 
 
 def request(stop: list[str] | None = None, max_tokens: int | None = None) -> chat_pb2.ChatRequest:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from aiserver.v1 import chat_pb2 as cursor
-from aiserver.v1 import tools_pb2
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 from protobuf.wkt import Any as ConnectAny
 
+from aiserver.v1 import chat_pb2 as cursor
+from aiserver.v1 import tools_pb2
 from core.simulator.service import cursor_error
 from core.upstream.errors import Failure, classify
 from core.upstream.events import EventMapper

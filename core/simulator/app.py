@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiserver.v1.chat_connect import ChatServiceASGIApplication
-from aiserver.v1.models_connect import AiServiceASGIApplication
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aiserver.v1.chat_connect import ChatServiceASGIApplication
+from aiserver.v1.models_connect import AiServiceASGIApplication
 from core.simulator import control, dashboard
 from core.simulator.config import SimulatorSettings
 from core.simulator.service import FAULT, SimAiService, SimChatService

@@ -4,6 +4,7 @@ Directives: a line `sim: key=value ...` in the last user message. Keys:
   chunks=N        text frames (default 6)           delay_ms=N   pause before each frame
   first_ms=N      pause before the first frame       thinking=N   thinking frames (default 3 on -thinking)
   text=WORDS      reply text (underscores -> spaces) tools=a,b    call these offered tools
+  chunk_chars=N   exactly `chunks` text frames of N characters each (filler text; for benchmarks)
   error=KIND      end with a Cursor error: auth, expired, rate_limited, usage_limit, outdated,
                   bad_model, deprecated, internal, unavailable (HTTP 503 before any frame)
   after=N         frames sent before error/break/stall/malformed (default 0)
@@ -23,7 +24,6 @@ import re
 from dataclasses import dataclass, field
 
 from aiserver.v1 import chat_pb2, tools_pb2
-
 from core.upstream import instructions
 
 Message = chat_pb2.StreamUnifiedChatResponseWithTools
@@ -212,5 +212,19 @@ def plan_for(request: chat_pb2.StreamUnifiedChatRequest, default_delay_ms: int =
         reply = f"The tools answered: {shown}"
     else:
         reply = f"Simulated {model or 'model'} answer. You said: {visible}"
-    plan.frames += [text_frame(piece) for piece in chunks(reply, int(opts.get("chunks", 6)))]
+    n_chunks = int(opts.get("chunks", 6))
+    if "chunk_chars" in opts:
+        size = max(1, int(opts["chunk_chars"]))
+        plan.frames += [text_frame(piece) for piece in fixed_chunks(n_chunks, size)]
+        return plan
+    plan.frames += [text_frame(piece) for piece in chunks(reply, n_chunks)]
     return plan
+
+
+FILLER = "The quick brown fox jumps over the lazy dog. "
+
+
+def fixed_chunks(n: int, size: int) -> list[str]:
+    """`n` pieces of `size` characters of filler text (a steady, realistic token stream)."""
+    text = FILLER * (n * size // len(FILLER) + 1)
+    return [text[i * size : (i + 1) * size] for i in range(max(0, n))]

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
-from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf.json_format import MessageToDict
 from protobuf.wkt import Any as ConnectAny
 
+from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from core.catalog import THINKING_SUFFIX
 from core.simulator import script
 from core.simulator.config import SimulatorSettings

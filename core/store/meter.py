@@ -6,11 +6,10 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from cursorgate.v1 import chat_pb2
-
 from core.accounts import TRACE, RequestTrace
 from core.licenses import License
 from core.store.repo import RequestEntry
+from cursorgate.v1 import chat_pb2
 
 RequestSink = Callable[[RequestEntry], None]
 

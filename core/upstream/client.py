@@ -8,21 +8,22 @@ import logging
 from collections.abc import AsyncIterator
 
 import pyqwest
+from connectrpc.code import Code as ConnectCode
+from connectrpc.errors import ConnectError
+
 from aiserver.v1 import models_pb2
 from aiserver.v1.chat_connect import ChatServiceClient
 from aiserver.v1.models_connect import AiServiceClient
-from connectrpc.code import Code as ConnectCode
-from connectrpc.errors import ConnectError
-from cursorgate.v1 import chat_pb2
-
 from core.accounts import Account
 from core.catalog import ModelInfo
 from core.config import CoreSettings
+from core.upstream.compression import FastGzip
 from core.upstream.errors import USER_ABORTED, Failure, UpstreamError, classify, error_details
 from core.upstream.events import EventMapper
 from core.upstream.headers import ClientIdentity, cursor_headers
 from core.upstream.images import ImageLoader
 from core.upstream.request import Environment, build_request
+from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.upstream")
 
@@ -42,8 +43,11 @@ class CursorClient:
         )
         http = pyqwest.Client(self._transport)
         url = settings.upstream_url.rstrip("/")
-        self._chat = ChatServiceClient(url, http_client=http)
-        self._ai = AiServiceClient(url, http_client=http)
+        gzip = FastGzip()  # the default wire ("gzip,identity"), decompressed in C
+        self._chat = ChatServiceClient(
+            url, http_client=http, accept_compression=[gzip], send_compression=gzip
+        )
+        self._ai = AiServiceClient(url, http_client=http, accept_compression=[gzip], send_compression=gzip)
         self._images = ImageLoader(
             settings.image_max_bytes, settings.image_fetch_timeout, allow_private=settings.image_fetch_private
         )
@@ -69,28 +73,38 @@ class CursorClient:
         headers = cursor_headers(account.token, identity)
         single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
         mapper = EventMapper(max_calls=1 if single_call else None)
-        # The caller's deadline travels on as connect-timeout-ms.
-        timeout_ms = int(time_remaining * 1000) if time_remaining else None
-        stream = self._chat.stream_unified_chat_with_tools(body, headers=headers, timeout_ms=timeout_ms)
+        # The caller's deadline travels on as connect-timeout-ms. It is sent as a header and
+        # enforced by the watchdog below rather than by connectrpc's timeout_ms, which would
+        # arm one more asyncio timer for every frame.
+        deadline = None
+        if time_remaining:
+            headers["connect-timeout-ms"] = str(int(time_remaining * 1000))
+            deadline = asyncio.get_running_loop().time() + time_remaining
+        stream = self._chat.stream_unified_chat_with_tools(body, headers=headers)
         frames = 0
-        wait = self.settings.upstream_connect_timeout
+        loop = asyncio.get_running_loop()
+        watchdog = _Watchdog(self.settings.upstream_connect_timeout, deadline)
         try:
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 while True:
-                    watchdog = asyncio.timeout(wait)
+                    now = loop.time()
+                    if deadline is not None and now >= deadline:
+                        watchdog.fired = "deadline"
+                        raise self._expired(watchdog, frames)
+                    watchdog.since = now
+                    watchdog.waiting = True
                     try:
-                        async with watchdog:
-                            frame = await anext(stream)
+                        frame = await anext(stream)
                     except StopAsyncIteration:
                         break
-                    except ConnectError:
-                        if watchdog.expired():
-                            raise self._stalled(frames) from None
+                    except (ConnectError, asyncio.CancelledError):
+                        if watchdog.fired:
+                            raise self._expired(watchdog, frames) from None
                         raise
-                    except TimeoutError:
-                        raise self._stalled(frames) from None
+                    watchdog.waiting = False
+                    if frames == 0:
+                        watchdog.wait = self.settings.upstream_idle_timeout
                     frames += 1
-                    wait = self.settings.upstream_idle_timeout
                     for event in mapper.feed(frame):
                         yield event
         except ConnectError as err:
@@ -109,8 +123,18 @@ class CursorClient:
                 err.message[:200],
             )
             raise failure from None
+        finally:
+            watchdog.close()
         for event in mapper.finish_calls():
             yield event
+
+    def _expired(self, watchdog: _Watchdog, frames: int) -> UpstreamError:
+        task = asyncio.current_task()
+        if watchdog.cancelled and task is not None:
+            task.uncancel()  # the cancellation was the watchdog's, not the caller's
+        if watchdog.fired == "deadline":
+            return classify(ConnectError(ConnectCode.DEADLINE_EXCEEDED, "Request timed out"))
+        return self._stalled(frames)
 
     def _stalled(self, frames: int) -> UpstreamError:
         if frames == 0:
@@ -141,6 +165,55 @@ class CursorClient:
         for name in response.model_names:
             models.setdefault(name, ModelInfo(id=name, display_name=name))
         return models
+
+
+class _Watchdog:
+    """One timer per stream, for the wait for each frame and for the caller's deadline.
+
+    The stream sets `since` and `waiting` before each read. A read that lasts longer than
+    `wait` seconds, or that is still pending at `deadline`, cancels the task; `fired` says
+    which. Time spent suspended at a yield (a slow caller) does not count. The timer is
+    re-armed only when it fires, so a frame costs two attribute writes instead of an
+    asyncio.timeout() (a timer armed and cancelled) per frame.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "cancelled", "deadline", "fired", "since", "wait", "waiting")
+
+    def __init__(self, wait: float, deadline: float | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.wait = wait
+        self.deadline = deadline
+        self.since = self._loop.time()
+        self.waiting = False
+        self.fired: str | None = None
+        self.cancelled = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.since + wait, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if not self.waiting:
+            # The deadline is checked again before the next read.
+            self._handle = self._loop.call_at(now + self.wait, self._check)
+            return
+        if self.deadline is not None and now >= self.deadline:
+            self.fired = "deadline"
+        elif now >= self.since + self.wait:
+            self.fired = "stall"
+        if self.fired is not None and self._task is not None:
+            self._handle = None
+            self.cancelled = True
+            self._task.cancel()
+            return
+        due = self.since + self.wait
+        if self.deadline is not None:
+            due = min(due, self.deadline)
+        self._handle = self._loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _cancelling() -> bool:

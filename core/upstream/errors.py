@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import enum
 
-from aiserver.v1 import errors_pb2
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 from google.protobuf.message import DecodeError
 
+from aiserver.v1 import errors_pb2
 from core.errors import Code, GatewayError
 
 

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from cursorgate.v1 import chat_pb2
-
 from core.upstream.request import TOOL_SERVER, openai_call_id
+from cursorgate.v1 import chat_pb2
 
 
 @dataclass(slots=True)
@@ -32,8 +31,11 @@ class EventMapper:
         if kind != "stream_unified_chat_response":
             return []
         response = frame.stream_unified_chat_response
+        if not response.HasField("thinking"):  # the hot path: a text frame
+            text = response.text
+            return [chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text=text))] if text else []
         events: list[chat_pb2.ChatEvent] = []
-        if response.HasField("thinking") and response.thinking.text:
+        if response.thinking.text:
             events.append(chat_pb2.ChatEvent(reasoning=chat_pb2.ReasoningDelta(text=response.thinking.text)))
         if response.text:
             events.append(chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text=response.text)))

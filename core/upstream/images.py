@@ -10,12 +10,12 @@ import ipaddress
 import socket
 
 import httpx
-from aiserver.v1 import chat_pb2 as cursor
-from cursorgate.v1 import chat_pb2
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from aiserver.v1 import chat_pb2 as cursor
 from core.errors import invalid
+from cursorgate.v1 import chat_pb2
 
 # What Cursor's models accept ([W] adapter: PNG, JPEG, WebP, non-animated GIF).
 FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}
@@ -122,5 +122,5 @@ class ImageLoader:
                         f"Unsupported image format {img.format}; use PNG, JPEG, WebP or GIF.", param
                     )
                 return img.size
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError):
             raise invalid("The image could not be decoded.", param) from None

@@ -12,13 +12,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiserver.v1 import chat_pb2 as cursor
-from aiserver.v1 import tools_pb2
-from cursorgate.v1 import chat_pb2
 from google.protobuf.json_format import MessageToDict
 
+from aiserver.v1 import chat_pb2 as cursor
+from aiserver.v1 import tools_pb2
 from core.upstream import instructions
 from core.upstream.images import ImageLoader
+from cursorgate.v1 import chat_pb2
 
 Role = chat_pb2.Role
 Mode = chat_pb2.ToolChoice.Mode

@@ -9,13 +9,13 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import grpc
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from fastapi import APIRouter
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from facade.core_client import CoreClient, call_metadata, request_id_from
 from facade.errors import INVALID_REQUEST, SERVER_ERROR, OpenAIError
 from facade.responses import OrjsonResponse
