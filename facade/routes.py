@@ -104,6 +104,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         async with guard:
             answer = await unary
     except grpc.aio.AioRpcError as error:
+        if guard.disconnected:
+            return Response(status_code=CLIENT_CLOSED)  # the guard's own cancel, not a failure
         raise from_grpc_error(error) from None
     except asyncio.CancelledError:
         if guard.disconnected:

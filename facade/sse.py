@@ -121,6 +121,8 @@ async def open_stream(
         async with guard:
             first = await call.read()
     except grpc.aio.AioRpcError as error:
+        if guard.disconnected:
+            raise ClientGone from None  # the guard's own cancel came back as CANCELLED
         raise from_grpc_error(error) from None
     except asyncio.CancelledError:
         if guard.disconnected:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
+import pytest
+
 from cursorgate.v1 import chat_pb2
 from facade.convert import ChunkStream
-from facade.sse import open_stream
+from facade.sse import ClientGone, open_stream
 
 
 class ScriptedCall:
@@ -80,3 +83,32 @@ async def test_disconnect_before_first_chunk_still_cancels() -> None:
 
     await asyncio.wait_for(response(SCOPE, receive, send), 1.0)  # type: ignore[arg-type]
     assert call.cancels >= 1
+
+
+class CancelledByGuardCall(ScriptedCall):
+    """grpc.aio may report a locally cancelled call as AioRpcError(CANCELLED) from read()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cancelled = asyncio.Event()
+
+    async def read(self) -> chat_pb2.ChatEvent:
+        await self._cancelled.wait()
+        raise grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+    def cancel(self) -> bool:
+        self._cancelled.set()
+        return super().cancel()
+
+
+async def test_client_gone_before_first_event_is_not_a_core_failure() -> None:
+    """The guard's own cancel coming back as CANCELLED means the client left, not a 5xx."""
+    call = CancelledByGuardCall()
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(ClientGone):
+        await asyncio.wait_for(open_stream(call, chunks, receive, {}), 1.0)  # type: ignore[arg-type]
+    assert call.cancels == 1
