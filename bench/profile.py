@@ -39,7 +39,7 @@ def main() -> int:
         stack = Stack(Path(tmp))
         stack.start()
         try:
-            pid = {"simulator": stack.sim, "core": stack.core, "facade": stack.facade}[args.target].ps.pid
+            pid = stack.processes()[args.target].pid
             suffix = {"raw": "txt", "speedscope": "json", "flamegraph": "svg"}[args.format]
             out = HERE / f"profile-{args.target}.{suffix}"
             spy = subprocess.Popen(

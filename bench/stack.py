@@ -1,22 +1,19 @@
-"""Simulator, core and facade as separate processes on 127.0.0.1 ephemeral ports."""
+"""Simulator, core and facade as separate processes on 127.0.0.1 ephemeral ports (started with the
+tests' process harness, tests/procs.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import resource
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from core.simulator.config import make_jwt
+from tests.procs import Proc, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 LICENSE = "sk-bench-license"
 
 
@@ -30,52 +27,6 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    name: str
-    module: str
-    port: int
-    log: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str], timeout: float = 30) -> None:
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", self.module], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
-            with contextlib.closing(socket.socket()) as sock:
-                sock.settimeout(0.2)
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def ps(self) -> psutil.Process:
-        assert self.popen is not None
-        return psutil.Process(self.popen.pid)
-
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-
 @dataclass
 class Stack:
     tmp: Path
@@ -85,9 +36,11 @@ class Stack:
     facade: Proc = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sim = Proc("simulator", "core.simulator", free_port(), self.tmp / "simulator.log")
-        self.core = Proc("core", "core", free_port(), self.tmp / "core.log")
-        self.facade = Proc("facade", "facade", free_port(), self.tmp / "facade.log")
+        sim_port, core_port, facade_port = free_port(), free_port(), free_port()
+        env = self._env(sim_port, core_port, facade_port)
+        self.sim = Proc("simulator", "core.simulator", sim_port, env, self.tmp / "simulator.log")
+        self.core = Proc("core", "core", core_port, env, self.tmp / "core.log")
+        self.facade = Proc("facade", "facade", facade_port, env, self.tmp / "facade.log")
 
     @property
     def sim_url(self) -> str:
@@ -101,14 +54,14 @@ class Stack:
     def facade_url(self) -> str:
         return f"http://127.0.0.1:{self.facade.port}/cursor/v1"
 
-    def env(self) -> dict[str, str]:
+    def _env(self, sim_port: int, core_port: int, facade_port: int) -> dict[str, str]:
         return {
             **os.environ,
             "CURSORGATE_ENV_FILE": str(self.tmp / "none.env"),
-            "CURSORGATE_SIMULATOR_PORT": str(self.sim.port),
-            "CURSORGATE_GRPC_PORT": str(self.core.port),
-            "CURSORGATE_HTTP_PORT": str(self.facade.port),
-            "CURSORGATE_UPSTREAM_URL": self.sim_url,
+            "CURSORGATE_SIMULATOR_PORT": str(sim_port),
+            "CURSORGATE_GRPC_PORT": str(core_port),
+            "CURSORGATE_HTTP_PORT": str(facade_port),
+            "CURSORGATE_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}",
             "CURSORGATE_LICENSES": LICENSE,
             "CURSORGATE_DATABASE_URL": f"sqlite+aiosqlite:///{self.tmp / 'bench.db'}",
             # Production default; logs stay off the hot path.
@@ -119,10 +72,9 @@ class Stack:
         }
 
     def start(self) -> None:
-        env = self.env()
         try:
             for proc in (self.sim, self.core, self.facade):
-                proc.start(env)
+                proc.start()
         except BaseException:
             self.stop()
             raise
@@ -133,8 +85,13 @@ class Stack:
 
     def processes(self) -> dict[str, psutil.Process]:
         return {
-            "simulator": self.sim.ps,
-            "core": self.core.ps,
-            "facade": self.facade.ps,
+            "simulator": _ps(self.sim),
+            "core": _ps(self.core),
+            "facade": _ps(self.facade),
             "loadgen": psutil.Process(),
         }
+
+
+def _ps(proc: Proc) -> psutil.Process:
+    assert proc.popen is not None, f"{proc.name} is not running"
+    return psutil.Process(proc.popen.pid)
