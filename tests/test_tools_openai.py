@@ -71,6 +71,18 @@ def test_non_stream_tool_call(client: openai.OpenAI) -> None:
     assert set(args) == {"location", "unit"} and args["unit"] in ("celsius", "fahrenheit")
 
 
+def test_readme_example_calls_the_tool(client: openai.OpenAI) -> None:
+    """The README's (and the seed document's) example: the prompt names the topic, not the tool."""
+    reply = client.chat.completions.create(
+        model="gpt-5.2",
+        messages=[{"role": "user", "content": "What is the weather like in Boston today?"}],
+        tools=[WEATHER, TIME],
+    )
+    calls = reply.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_current_weather"]  # type: ignore[union-attr]
+    assert reply.choices[0].finish_reason == "tool_calls"
+
+
 def test_stream_tool_call_deltas_like_openai(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(

@@ -11,8 +11,9 @@ Directives: a line `sim: key=value ...` in the last user message. Keys:
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)
 Without directives: thinking frames for -thinking models, then a reply containing the last user
-message verbatim; with tools offered and a tool named in the prompt (or forced by the gateway's
-tool_choice instruction), a call to that tool with arguments built from its schema.
+message verbatim; with tools offered and a tool named in the prompt, or its topic mentioned
+(`get_current_weather` for "weather"), or forced by the gateway's tool_choice instruction, a call to
+that tool with arguments built from its schema.
 """
 
 from __future__ import annotations
@@ -155,11 +156,24 @@ def chosen_tools(request: chat_pb2.StreamUnifiedChatRequest, opts: dict[str, str
     if forced and forced.group(1) in offered:
         return [forced.group(1)]
     named = [t for t in offered if re.search(rf"\b{re.escape(t)}\b", prompt)]
+    if not named:
+        named = [t for t in offered if _topic_words(t) & set(re.findall(r"[a-z]+", prompt.lower()))]
     if not named and instructions.REQUIRE_TOOL in context:
         named = offered[:1]
     if instructions.ONE_TOOL in context:
         named = named[:1]
     return named
+
+
+# Words of a tool's name that say nothing about its topic.
+_GENERIC = frozenset(
+    {"get", "set", "list", "fetch", "find", "current", "data", "info", "tool", "call", "make"}
+)
+
+
+def _topic_words(name: str) -> set[str]:
+    """`get_current_weather` -> {"weather"}: what a prompt about the tool's subject would say."""
+    return {w for w in re.split(r"[_\-]+", name.lower()) if len(w) >= 4 and w not in _GENERIC}
 
 
 def answered_results(
