@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.clients import make_client
 from bench.load import closed_loop
-from bench.stack import LICENSE, Stack, raise_fd_limit
+from bench.stack import LICENSE, processes, raise_fd_limit, start
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,10 +36,9 @@ def main() -> int:
 
     uvloop.install()
     with tempfile.TemporaryDirectory(prefix="cursorgate-profile-") as tmp:
-        stack = Stack(Path(tmp))
-        stack.start()
+        stack = start(Path(tmp))
         try:
-            pid = stack.processes()[args.target].pid
+            pid = processes(stack)[args.target].pid
             suffix = {"raw": "txt", "speedscope": "json", "flamegraph": "svg"}[args.format]
             out = HERE / f"profile-{args.target}.{suffix}"
             spy = subprocess.Popen(
@@ -64,7 +63,7 @@ def main() -> int:
 
             async def load() -> None:
                 client = make_client(
-                    args.path, stack.sim_url, stack.token, stack.grpc_target, stack.facade_url, LICENSE
+                    args.path, stack.sim_url, stack.token, stack.grpc_target, stack.base_url, LICENSE
                 )
                 try:
                     phase = await closed_loop(client, prompt, args.concurrency, 0.2, args.seconds + 1, 20)

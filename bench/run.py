@@ -27,8 +27,9 @@ from google.protobuf.internal import api_implementation
 from bench import report
 from bench.clients import Full, PathClient, StreamRecord, make_client
 from bench.load import PhaseResult, closed_loop, hold_open
-from bench.stack import LICENSE, Stack, raise_fd_limit
+from bench.stack import LICENSE, processes, raise_fd_limit, start
 from bench.stats import Sampler, percentile
+from tests.procs import Stack
 
 HERE = Path(__file__).resolve().parent
 MB = 1024 * 1024
@@ -161,7 +162,7 @@ async def warm_up(clients: list[PathClient], prompt: str) -> None:
 
 
 async def idle_phase(stack: Stack, procs: dict[str, psutil.Process], count: int) -> dict[str, Any]:
-    client = Full(stack.facade_url, LICENSE)
+    client = Full(stack.base_url, LICENSE)
     prompt = "Hold the line.\nsim: chunks=2 chunk_chars=20 stall=1 after=1"
     before = {n: procs[n].memory_info().rss for n in ("core", "facade")}
     held: dict[str, int] = {}
@@ -226,11 +227,10 @@ def check_targets(
 
 
 async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    procs = stack.processes()
+    procs = processes(stack)
     paths = [p for p in args.paths.split(",") if p in PATHS]
     clients = [
-        make_client(p, stack.sim_url, stack.token, stack.grpc_target, stack.facade_url, LICENSE)
-        for p in paths
+        make_client(p, stack.sim_url, stack.token, stack.grpc_target, stack.base_url, LICENSE) for p in paths
     ]
     base = f"Benchmark stream.\nsim: chunks={args.chunks} chunk_chars={args.chunk_chars}"
     paced, burst = f"{base} delay_ms={args.delay_ms}", base
@@ -288,9 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="cursorgate-bench-")
         if not args.keep_logs:
             cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
-        stack = Stack(Path(tmp))
         print(f"starting simulator, core and facade (logs in {tmp})...", flush=True)
-        stack.start()
+        stack = start(Path(tmp))
         try:
             results = asyncio.run(bench(args, stack))
         except BaseException:
