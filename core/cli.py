@@ -16,8 +16,6 @@ from core.config import CoreSettings
 from core.ide_token import TokenNotFound, default_db_path, read_token
 from core.secrets import new_license
 
-SIMULATOR_TOKEN_NOTE = "simulator"  # noqa: S105 (a label)
-
 
 def _port_open(host: str, port: int) -> bool:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:

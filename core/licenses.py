@@ -79,9 +79,6 @@ class LicenseRegistry:
     def put(self, lic: License) -> None:
         self._by_hash[lic.key_hash] = lic
 
-    def remove(self, key_hash: str) -> None:
-        self._by_hash.pop(key_hash, None)
-
     def replace_all(self, licenses: Iterable[License]) -> None:
         self._by_hash = {lic.key_hash: lic for lic in licenses}
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,6 @@ class Stack:
     sim: Proc
     core: Proc
     facade: Proc
-    extra_tokens: list[str] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
