@@ -51,8 +51,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check core facade tests bench
-	$(BIN)/ruff format --check core facade tests bench
+	$(BIN)/ruff check core facade simulator tests bench
+	$(BIN)/ruff format --check core facade simulator tests bench
 	$(BIN)/mypy
 
 live-test: install

@@ -47,12 +47,12 @@ async def _run_all() -> int:
     http_host = env.get("CURSORGATE_HTTP_HOST", "127.0.0.1")
     try:
         if settings.cursor_token is None:
-            from core.simulator.config import SimulatorSettings
+            from simulator.config import SimulatorSettings
 
             sim = SimulatorSettings()
             env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
             env["CURSOR_TOKEN"] = sim.demo_token()
-            proc = await _spawn("core.simulator", env)
+            proc = await _spawn("simulator", env)
             procs.append(("simulator", proc))
             await _wait_port(sim.host, sim.port, proc, "simulator")
             notes.append(
@@ -183,5 +183,5 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         with contextlib.suppress(KeyboardInterrupt):
             raise SystemExit(asyncio.run(_run_all()))
-    module = {"core": "core", "facade": "facade", "simulator": "core.simulator"}[args.command]
+    module = {"core": "core", "facade": "facade", "simulator": "simulator"}[args.command]
     os.execv(sys.executable, [sys.executable, "-m", module])  # noqa: S606 (our own interpreter)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from core.simulator.config import make_jwt
+from simulator.config import make_jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ def start_stack(
     stack = Stack(
         license=license,
         token=env["CURSOR_TOKEN"],
-        sim=Proc("simulator", "core.simulator", sim_port, env, tmp / "simulator.log"),
+        sim=Proc("simulator", "simulator", sim_port, env, tmp / "simulator.log"),
         core=Proc("core", "core", grpc_port, env, tmp / "core.log"),
         facade=Proc("facade", "facade", http_port, env, tmp / "facade.log"),
     )

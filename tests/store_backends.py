@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from core.simulator.config import make_jwt
+from simulator.config import make_jwt
 from tests.procs import Stack, start_stack
 
 POSTGRES_ENV = "CURSORGATE_TEST_POSTGRES_URL"

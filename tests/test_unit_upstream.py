@@ -9,11 +9,11 @@ from protobuf.wkt import Any as ConnectAny
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from core.simulator.service import cursor_error
 from core.upstream.errors import Failure, classify
 from core.upstream.events import EventMapper
 from core.upstream.headers import ClientIdentity, checksum, checksum_prefix, cursor_headers, session_id
 from core.upstream.tokens import InvalidToken, normalize_token
+from simulator.service import cursor_error
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzAxIn0.c2ln"
 

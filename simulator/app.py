@@ -10,9 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
-from core.simulator import control, dashboard
-from core.simulator.config import SimulatorSettings
-from core.simulator.service import FAULT, SimAiService, SimChatService
+from simulator import control, dashboard
+from simulator.config import SimulatorSettings
+from simulator.service import FAULT, SimAiService, SimChatService
 
 # An envelope (flag 0, length 4) whose payload is not a valid protobuf message.
 GARBAGE_FRAME = b"\x00\x00\x00\x00\x04\xff\xff\xff\xff"

@@ -1,11 +1,11 @@
-"""`python -m core.simulator`: the Cursor simulator alone."""
+"""`python -m simulator`: the Cursor simulator alone."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from core.simulator.app import create_app
-from core.simulator.config import SimulatorSettings
+from simulator.app import create_app
+from simulator.config import SimulatorSettings
 
 
 def main() -> None:

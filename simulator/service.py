@@ -17,9 +17,9 @@ from protobuf.wkt import Any as ConnectAny
 
 from aiserver.v1 import chat_pb2, errors_pb2, models_pb2
 from core.catalog import THINKING_SUFFIX
-from core.simulator import script
-from core.simulator.config import SimulatorSettings
-from core.simulator.control import SimState
+from simulator import script
+from simulator.config import SimulatorSettings
+from simulator.control import SimState
 
 Err = errors_pb2.ErrorDetails.Error
 # Per request: the fault the middleware must apply to the HTTP response (see app.py).

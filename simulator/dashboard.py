@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.simulator.control import SimState
-from core.simulator.service import JWT
+from simulator.control import SimState
+from simulator.service import JWT
 
 CYCLE_MS = 30 * 24 * 3600 * 1000
 
