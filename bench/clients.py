@@ -22,7 +22,7 @@ from bench.stats import now
 from core.config import DEFAULT_CLIENT_VERSION
 from core.upstream.headers import ClientIdentity, cursor_headers
 from core.upstream.images import ImageLoader
-from core.upstream.request import Environment, build_request
+from core.upstream.legacy.request import Environment, build_request
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 from facade.core_client import CHANNEL_OPTIONS
 

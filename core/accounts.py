@@ -34,6 +34,11 @@ class Account:
     details: dict[str, object] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     last_refreshed_at: float | None = None
+    # Which Cursor chat RPC to speak for this account: "auto" (the gateway setting decides and
+    # probes) or a dialect name the operator pinned.
+    dialect: str = "auto"
+    # What auto found: {"active": name, "probes": {name: {"ok", "detail", "at"}}}.
+    dialect_state: dict[str, object] = field(default_factory=dict)
 
     def healthy(self, now: float) -> bool:
         return self.enabled and self.cooldown_until <= now

@@ -63,6 +63,8 @@ class ModelInfo:
     supports_images: bool = True
     supports_tools: bool = True
     context_window: int = 0
+    # The name Cursor wants on the wire when it differs from the public id (AvailableModels 18).
+    server_name: str = ""
 
     @property
     def owned_by(self) -> str:

@@ -16,6 +16,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
 DEFAULT_CLIENT_VERSION = "2.3.41"
 DEFAULT_UPSTREAM_URL = "https://api2.cursor.sh"
+# The CLI's agent host, as GetServerConfig's agentUrlConfig names it (agent-protocol.md §2.1).
+DEFAULT_AGENT_URL = "https://agentn.global.api5.cursor.sh"
+# Current identities per dialect (agent-protocol.md §2.5-2.6): IDE 3.18.9 and its commit as pinned
+# by oh-my-pi's late-2026 RunInference client; a CLI build seen working in late 2026 (sub2api).
+DEFAULT_IDE_VERSION = "3.18.9"
+DEFAULT_IDE_COMMIT = "2ba48ff3f7514cc4643c52ca9f7b3173d9b66130"
+DEFAULT_CLI_VERSION = "cli-2026.09.02-c22c1a3"
+DIALECTS = ("auto", "inference", "agent", "legacy")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cursorgate.db"
 
 
@@ -40,8 +48,19 @@ class CoreSettings(BaseSettings):
     grpc_port: int = 50051
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
+    # Host of agent.v1.AgentService/Run; empty: DEFAULT_AGENT_URL against Cursor, else upstream_url.
+    agent_url: str = ""
+    # Which Cursor chat RPC to speak: auto (probe each account, remember what works), or one.
+    upstream_dialect: str = "auto"
+    # The legacy dialect's IDE version (StreamUnifiedChatWithTools).
     client_version: str = DEFAULT_CLIENT_VERSION
-    # pyqwest's HTTP/2 can fail under many small frames (python-stack.md, P14): allow forcing HTTP/1.1.
+    ide_version: str = DEFAULT_IDE_VERSION
+    ide_commit: str = DEFAULT_IDE_COMMIT
+    cli_version: str = DEFAULT_CLI_VERSION
+    # Look the current CLI build up from Cursor's public install script now and then (never fatal).
+    discover_versions: bool = True
+    # pyqwest's HTTP/2 can fail under many small frames (python-stack.md, P14): allow forcing HTTP/1.1
+    # for the legacy dialect and unary calls. The bidi dialects need HTTP/2 and ignore it.
     upstream_http1: bool = False
     # Seconds with no frame from upstream before a stream is declared stalled.
     upstream_idle_timeout: float = 60.0
@@ -70,6 +89,20 @@ class CoreSettings(BaseSettings):
     store_flush_interval: float = 0.5
     # Rows of the request log kept; older ones are deleted.
     request_log_max_rows: int = 10_000
+
+    @field_validator("upstream_dialect")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in DIALECTS:
+            raise ValueError(f"must be one of {', '.join(DIALECTS)}")
+        return value
+
+    @property
+    def agent_base_url(self) -> str:
+        if self.agent_url:
+            return self.agent_url
+        return DEFAULT_AGENT_URL if self.upstream_url == DEFAULT_UPSTREAM_URL else self.upstream_url
 
     @field_validator("licenses", mode="before")
     @classmethod

@@ -79,8 +79,12 @@ class Router:
         return None
 
     def _record(self, account: Account, err: UpstreamError) -> None:
+        """What a failure means for the account. Only failures about the account itself change
+        its state; one caused by the request or by the model never penalises it for everyone."""
         if err.failure is Failure.AUTH:
             self.pool.disable(account, f"Cursor rejected the token: {err.message}")
+        elif err.failure is Failure.ACCOUNT_BLOCKED:
+            self.pool.disable(account, err.message)
         elif err.failure in (Failure.RATE_LIMITED, Failure.USAGE_LIMIT):
             self.pool.cool_down(account, err.retry_after_s, f"{err.failure.value}: {err.message}")
         else:

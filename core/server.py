@@ -110,7 +110,7 @@ async def build(settings: CoreSettings) -> Core:
         await store.licenses(), on_use=journal.count_use, max_concurrent=settings.license_max_concurrent
     )
     pool = AccountPool(await store.accounts(), listener=journal.account_changed)
-    upstream = CursorClient(settings)
+    upstream = CursorClient(settings, pool)
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
     router = Router(pool, upstream, settings.upstream_attempts)

@@ -12,14 +12,36 @@ from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
 from simulator import control, dashboard
 from simulator.config import SimulatorSettings
-from simulator.service import FAULT, SimAiService, SimChatService
+from simulator.legacy import SimChatService
+from simulator.pacing import FAULT
+from simulator.service import SimAiService
 
 # An envelope (flag 0, length 4) whose payload is not a valid protobuf message.
 GARBAGE_FRAME = b"\x00\x00\x00\x00\x04\xff\xff\xff\xff"
 
 
+# Bidi RPC paths: served over HTTP/2 only. Cursor's edge answers HTTP/1.1 with 464
+# (agent-protocol.md §2.4); each bidi service adds its path here.
+BIDI_PATHS: set[str] = set()
+HTTP1_REFUSED = 464
+
+
 class _Abort(Exception):
     pass
+
+
+class Http2OnlyMiddleware:
+    """Refuses HTTP/1.1 on the bidi RPCs, as the real edge does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("http_version") != "2" and scope["path"] in BIDI_PATHS:
+            await send({"type": "http.response.start", "status": HTTP1_REFUSED, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
 
 
 class FaultMiddleware:
@@ -75,4 +97,5 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     )
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
+    app.add_middleware(Http2OnlyMiddleware)
     return app

@@ -27,6 +27,12 @@ class SimulatorSettings(BaseSettings):
     # Default pacing of text frames, in milliseconds (0: as fast as possible).
     frame_delay_ms: int = 0
     log_level: str = "warning"
+    # Dialects this simulated Cursor no longer accepts, comma separated (legacy, inference, agent):
+    # as Cursor did to StreamUnifiedChatWithTools in 2026, they answer "Update Required".
+    retired: str = ""
+
+    def retired_dialects(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.retired.split(",") if part.strip())
 
     def demo_token(self) -> str:
         return make_jwt("auth0|user_simulator")

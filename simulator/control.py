@@ -23,6 +23,8 @@ class TokenBehaviour:
     models: list[str] | None = None
     # The next N chat calls fail with HTTP 503 before any frame (a flaky connection).
     fail_next: int = 0
+    # Dialects refused for this token with "Update Required" (None: the simulator's setting).
+    retired: list[str] | None = None
 
 
 @dataclass
@@ -36,6 +38,10 @@ class SimState:
     def behaviour(self, token: str) -> TokenBehaviour:
         # Keyed by the token's last 16 characters: tests name accounts without handling whole tokens.
         return self.tokens.get(token[-16:], TokenBehaviour())
+
+    def is_retired(self, token: str, dialect: str, default: frozenset[str]) -> bool:
+        retired = self.behaviour(token).retired
+        return dialect in (default if retired is None else retired)
 
     def models_for(self, token: str) -> list[str]:
         models = self.behaviour(token).models

@@ -1,12 +1,14 @@
 """What the simulator answers: a plan of frames and faults, derived from the request alone.
 
-Directives: a line `sim: key=value ...` in the last user message. Keys:
+The plan is dialect-neutral (text, thinking and tool-call frames); each simulated RPC renders it
+on its own wire. Directives: a line `sim: key=value ...` in the last user message. Keys:
   chunks=N        text frames (default 6)           delay_ms=N   pause before each frame
   first_ms=N      pause before the first frame       thinking=N   thinking frames (default 3 on -thinking)
   text=WORDS      reply text (underscores -> spaces) tools=a,b    call these offered tools
   chunk_chars=N   exactly `chunks` text frames of N characters each (filler text; for benchmarks)
   error=KIND      end with a Cursor error: auth, expired, rate_limited, usage_limit, outdated,
-                  bad_model, deprecated, internal, unavailable (HTTP 503 before any frame)
+                  bad_model, deprecated, internal, unavailable (HTTP 503 before any frame),
+                  update_required, region, model_blocked, max_mode, account_closed, provider
   after=N         frames sent before error/break/stall/malformed (default 0)
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)
@@ -24,20 +26,40 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from aiserver.v1 import chat_pb2, tools_pb2
 from core.upstream import instructions
-
-Message = chat_pb2.StreamUnifiedChatResponseWithTools
-MCP = tools_pb2.ClientSideToolV2.CLIENT_SIDE_TOOL_V2_MCP
-HUMAN = chat_pb2.ConversationMessage.MessageType.MESSAGE_TYPE_HUMAN
+from simulator.view import ChatView, ViewToolResult
 
 _SIGNING_KEY = b"cursorgate-simulator"
 DIRECTIVE = re.compile(r"^\s*sim:(.*)$", re.MULTILINE)
 
 
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    # The whole arguments as JSON text.
+    args: str
+    index: int
+    # Streamed in several growing pieces (args=stream) or whole in one frame (args=whole).
+    streamed: bool
+
+
+Frame = Text | Thinking | ToolCall
+
+
 @dataclass
 class Plan:
-    frames: list[Message] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
     delay_s: float = 0.0
     first_delay_s: float = 0.0
     # A fault after `after` frames: None, or error/break/stall/malformed.
@@ -45,6 +67,11 @@ class Plan:
     error: str = ""
     after: int = 0
     retry_after: float = 0.0
+    # Token counts the simulated model reports (dialects that carry usage send them).
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 def directives(text: str) -> dict[str, str]:
@@ -54,13 +81,6 @@ def directives(text: str) -> dict[str, str]:
             key, _, value = token.partition("=")
             found[key.strip()] = value.strip()
     return found
-
-
-def last_user_text(request: chat_pb2.StreamUnifiedChatRequest) -> str:
-    for message in reversed(request.conversation):
-        if message.type == HUMAN:
-            return message.text
-    return ""
 
 
 def tool_call_id(name: str, n: int) -> str:
@@ -74,6 +94,14 @@ def id_is_ours(call_id: str, name: str) -> bool:
     if match is None:
         return False
     return hmac.compare_digest(call_id, tool_call_id(name, int(match.group(1))))
+
+
+def forged_result(view: ChatView) -> ViewToolResult | None:
+    """A tool result for a call the simulated model never made (Cursor refuses those)."""
+    for result in view.answered_results():
+        if not id_is_ours(result.id, result.name):
+            return result
+    return None
 
 
 def example_args(schema: dict[str, object]) -> dict[str, object]:
@@ -109,45 +137,11 @@ def chunks(text: str, n: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def text_frame(text: str) -> Message:
-    return Message(stream_unified_chat_response=chat_pb2.StreamUnifiedChatResponse(text=text))
-
-
-def thinking_frame(text: str) -> Message:
-    thinking = chat_pb2.ConversationMessage.Thinking(text=text)
-    return Message(stream_unified_chat_response=chat_pb2.StreamUnifiedChatResponse(thinking=thinking))
-
-
-def call_frames(name: str, args: str, n: int, streamed: bool) -> list[Message]:
-    call_id = tool_call_id(name, n)
-    tool = tools_pb2.MCPParams.Tool(name=name, parameters=args, server_name="custom")
-
-    def frame(raw: str, streaming: bool, last: bool) -> Message:
-        return Message(
-            client_side_tool_v2_call=tools_pb2.ClientSideToolV2Call(
-                tool=MCP,
-                tool_call_id=call_id,
-                name=name,
-                raw_args=raw,
-                is_streaming=streaming,
-                is_last_message=last,
-                mcp_params=tools_pb2.MCPParams(tools=[tool]),
-                tool_index=n,
-                model_call_id=f"mc_sim_{n}",
-            )
-        )
-
-    if not streamed:
-        return [frame(args, False, True)]
-    cuts = sorted({len(args) // 3, 2 * len(args) // 3, len(args)})
-    return [frame(args[:cut], True, cut == len(args)) for cut in cuts if cut]
-
-
-def chosen_tools(request: chat_pb2.StreamUnifiedChatRequest, opts: dict[str, str], prompt: str) -> list[str]:
-    offered = [t.name for t in request.mcp_tools]
+def chosen_tools(view: ChatView, opts: dict[str, str], prompt: str) -> list[str]:
+    offered = [t.name for t in view.tools]
     if not offered:
         return []
-    context = request.explicit_context.context
+    context = view.system
     if instructions.NO_TOOLS in context:
         return []
     if "tools" in opts:
@@ -176,22 +170,10 @@ def _topic_words(name: str) -> set[str]:
     return {w for w in re.split(r"[_\-]+", name.lower()) if len(w) >= 4 and w not in _GENERIC}
 
 
-def answered_results(
-    request: chat_pb2.StreamUnifiedChatRequest,
-) -> list[chat_pb2.ConversationMessage.ToolResult]:
-    """Tool results in the history after the last human message: the turn being answered."""
-    results: list[chat_pb2.ConversationMessage.ToolResult] = []
-    for message in reversed(request.conversation):
-        if message.type == HUMAN and message.text.strip():
-            break
-        results.extend(message.tool_results)
-    return results
-
-
-def plan_for(request: chat_pb2.StreamUnifiedChatRequest, default_delay_ms: int = 0) -> Plan:
-    prompt = last_user_text(request)
+def plan_for(view: ChatView, default_delay_ms: int = 0) -> Plan:
+    prompt = view.last_user_text()
     opts = directives(prompt)
-    model = request.model_details.model_name
+    model = view.model
     plan = Plan(
         delay_s=int(opts.get("delay_ms", default_delay_ms)) / 1000,
         first_delay_s=int(opts.get("first_ms", 0)) / 1000,
@@ -204,34 +186,49 @@ def plan_for(request: chat_pb2.StreamUnifiedChatRequest, default_delay_ms: int =
     if opts.get("error"):
         plan.fault, plan.error = "error", opts["error"]
 
-    n_thinking = int(opts.get("thinking", 3 if model.endswith("-thinking") or request.thinking_level else 0))
+    n_thinking = int(opts.get("thinking", 3 if model.endswith("-thinking") or view.thinking else 0))
     visible = DIRECTIVE.sub("", prompt).strip()
     for piece in chunks(f"Considering the request: {visible[:60]}", n_thinking) if n_thinking else []:
-        plan.frames.append(thinking_frame(piece))
+        plan.frames.append(Thinking(piece))
 
-    results = answered_results(request)
-    tools = [] if results else chosen_tools(request, opts, prompt)
+    results = view.answered_results()
+    tools = [] if results else chosen_tools(view, opts, prompt)
     if tools:
-        schemas = {t.name: t.parameters for t in request.mcp_tools}
+        schemas = {t.name: t.schema for t in view.tools}
         for n, name in enumerate(tools):
-            schema = json.loads(schemas[name] or "{}")
-            args = json.dumps(example_args(schema if isinstance(schema, dict) else {}))
-            plan.frames += call_frames(name, args, n, opts.get("args", "stream") == "stream")
-        return plan
+            args = json.dumps(example_args(schemas[name]))
+            streamed = opts.get("args", "stream") == "stream"
+            plan.frames.append(ToolCall(tool_call_id(name, n), name, args, n, streamed))
+        return _counted(plan, view)
 
     if "text" in opts:
         reply = opts["text"].replace("_", " ")
     elif results:
-        shown = "; ".join(f"{r.tool_name} -> {r.result.mcp_result.result or r.content}" for r in results)
+        shown = "; ".join(f"{r.name} -> {r.content}" for r in results)
         reply = f"The tools answered: {shown}"
     else:
         reply = f"Simulated {model or 'model'} answer. You said: {visible}"
     n_chunks = int(opts.get("chunks", 6))
     if "chunk_chars" in opts:
         size = max(1, int(opts["chunk_chars"]))
-        plan.frames += [text_frame(piece) for piece in fixed_chunks(n_chunks, size)]
-        return plan
-    plan.frames += [text_frame(piece) for piece in chunks(reply, n_chunks)]
+        plan.frames += [Text(piece) for piece in fixed_chunks(n_chunks, size)]
+        return _counted(plan, view)
+    plan.frames += [Text(piece) for piece in chunks(reply, n_chunks)]
+    return _counted(plan, view)
+
+
+def _counted(plan: Plan, view: ChatView) -> Plan:
+    """Token counts a real model would report: a fixed, recognisable rule (3 characters a token,
+    deliberately not the gateway's own estimate of 4, so tests can tell them apart)."""
+    prompt_chars = len(view.system) + sum(len(m.text) + 8 for m in view.messages)
+    prompt_chars += sum(len(t.name) + len(json.dumps(t.schema)) for t in view.tools)
+    out = sum(len(f.text) for f in plan.frames if isinstance(f, Text))
+    out += sum(len(f.args) + len(f.name) for f in plan.frames if isinstance(f, ToolCall))
+    thought = sum(len(f.text) for f in plan.frames if isinstance(f, Thinking))
+    plan.prompt_tokens = -(-prompt_chars // 3)
+    plan.reasoning_tokens = -(-thought // 3)
+    plan.completion_tokens = -(-out // 3) + plan.reasoning_tokens
+    plan.cache_read_tokens = plan.prompt_tokens // 2 if len(view.messages) > 2 else 0
     return plan
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,18 +8,50 @@ import pytest
 
 from tests.procs import Stack, start_stack
 
+# Every dialect this build speaks; CURSORGATE_TEST_DIALECTS narrows the list (comma separated).
+ALL_DIALECTS = ("legacy", "inference", "agent")
+
+
+def test_dialects() -> list[str]:
+    from core.upstream.dialects import AVAILABLE
+
+    built = {d.value for d in AVAILABLE}
+    wanted = os.environ.get("CURSORGATE_TEST_DIALECTS", ",".join(ALL_DIALECTS)).split(",")
+    return [d for d in ALL_DIALECTS if d in built and d in wanted]
+
+
+test_dialects.__test__ = False  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked `every_dialect` run each test once per upstream dialect."""
+    if metafunc.definition.get_closest_marker("every_dialect") and "dialect" in metafunc.fixturenames:
+        metafunc.parametrize("dialect", test_dialects(), indirect=True, scope="session")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "every_dialect: run once per upstream dialect (legacy, inference, agent)"
+    )
+
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One gateway for the whole session, for tests that do not change its configuration."""
-    gateway = start_stack(tmp_path_factory.mktemp("stack"))
+def dialect(request: pytest.FixtureRequest) -> str:
+    """The upstream dialect the gateway is pinned to; "auto" outside `every_dialect` modules."""
+    return str(getattr(request, "param", "auto"))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, dialect: str) -> Iterator[Stack]:
+    """One gateway per dialect for the whole session, for tests that do not change its configuration."""
+    gateway = start_stack(tmp_path_factory.mktemp(f"stack-{dialect}"), dialect=dialect)
     yield gateway
     gateway.stop()
 
 
 @pytest.fixture
-def fresh_stack(tmp_path: Path) -> Iterator[Stack]:
+def fresh_stack(tmp_path: Path, dialect: str) -> Iterator[Stack]:
     """A gateway of its own, for tests that reconfigure or restart it."""
-    gateway = start_stack(tmp_path)
+    gateway = start_stack(tmp_path, dialect=dialect)
     yield gateway
     gateway.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from core.upstream.base import PROBE_MODEL
 from simulator.config import make_jwt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,18 @@ class Stack:
         response.raise_for_status()
         return response.json()
 
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """The simulator's log of chat calls (any dialect), oldest first, dialect probes left out."""
+        entries = self.sim_control("requests")
+        return [e for e in entries if e.get("view") and e["view"]["model"] != PROBE_MODEL]
+
+    def last_view(self) -> dict[str, Any]:
+        """What the last chat call asked Cursor for, in the simulator's dialect-neutral view."""
+        chats = self.chat_requests()
+        assert chats, "the simulator saw no chat call"
+        view: dict[str, Any] = chats[-1]["view"]
+        return view
+
     def admin(
         self, method: str, path: str, body: dict[str, object] | None = None, *, key: str | None = None
     ) -> httpx.Response:
@@ -123,7 +136,11 @@ class Stack:
 
 
 def start_stack(
-    tmp: Path, env_extra: dict[str, str] | None = None, *, license: str = "sk-test-license"
+    tmp: Path,
+    env_extra: dict[str, str] | None = None,
+    *,
+    license: str = "sk-test-license",
+    dialect: str = "auto",
 ) -> Stack:
     token = make_jwt("auth0|user_test_primary")
     sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
@@ -138,6 +155,7 @@ def start_stack(
         "CURSORGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'cursorgate.db'}",
         "CURSORGATE_LOG_LEVEL": "INFO",
         "CURSOR_TOKEN": token,
+        "CURSORGATE_UPSTREAM_DIALECT": dialect,
         **(env_extra or {}),
     }
     stack = Stack(

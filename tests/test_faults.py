@@ -17,12 +17,14 @@ import pytest
 
 from tests.procs import Stack, free_port, start_stack
 
+pytestmark = pytest.mark.every_dialect
+
 FAST_TIMEOUTS = {"CURSORGATE_UPSTREAM_IDLE_TIMEOUT": "1", "CURSORGATE_UPSTREAM_CONNECT_TIMEOUT": "1.5"}
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    gateway = start_stack(tmp_path_factory.mktemp("faults"), FAST_TIMEOUTS)
+def faulty(tmp_path_factory: pytest.TempPathFactory, dialect: str) -> Iterator[Stack]:
+    gateway = start_stack(tmp_path_factory.mktemp("faults"), FAST_TIMEOUTS, dialect=dialect)
     yield gateway
     gateway.stop()
 
@@ -121,9 +123,7 @@ def test_fault_mid_answer_non_stream(faulty: Stack, directive: str, status: int,
 
 def test_deadline_propagates_to_upstream(faulty: Stack) -> None:
     assert call(faulty, "deadline check").status_code == 200
-    requests = faulty.sim_control("requests")
-    assert isinstance(requests, list)
-    timeout_ms = int(requests[-1]["headers"]["connect-timeout-ms"])
+    timeout_ms = int(faulty.chat_requests()[-1]["headers"]["connect-timeout-ms"])
     # The facade's 600 s deadline, as gRPC carries it (rounded up to the next second at most).
     assert 590_000 < timeout_ms <= 601_000
 
@@ -148,8 +148,10 @@ def test_client_disconnect_cancels_upstream(faulty: Stack) -> None:
     assert elapsed < 1.0, f"upstream stream outlived the client by {elapsed:.3f} s"
 
 
-def test_connection_refused_is_503(tmp_path: Path) -> None:
-    gateway = start_stack(tmp_path, {"CURSORGATE_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}"})
+def test_connection_refused_is_503(tmp_path: Path, dialect: str) -> None:
+    gateway = start_stack(
+        tmp_path, {"CURSORGATE_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}"}, dialect=dialect
+    )
     try:
         response = call(gateway, "anyone there?")
         assert response.status_code == 503
@@ -158,8 +160,8 @@ def test_connection_refused_is_503(tmp_path: Path) -> None:
         gateway.stop()
 
 
-def test_rejected_token_disables_account(tmp_path: Path) -> None:
-    gateway = start_stack(tmp_path, FAST_TIMEOUTS)
+def test_rejected_token_disables_account(tmp_path: Path, dialect: str) -> None:
+    gateway = start_stack(tmp_path, FAST_TIMEOUTS, dialect=dialect)
     try:
         gateway.sim_control("tokens", {"token": gateway.token, "reject": True})
         first = call(gateway, "who am I")
@@ -172,15 +174,14 @@ def test_rejected_token_disables_account(tmp_path: Path) -> None:
         gateway.stop()
 
 
-def test_transient_unavailable_is_retried_on_the_only_account(tmp_path: Path) -> None:
-    gateway = start_stack(tmp_path, FAST_TIMEOUTS)
+def test_transient_unavailable_is_retried_on_the_only_account(tmp_path: Path, dialect: str) -> None:
+    gateway = start_stack(tmp_path, FAST_TIMEOUTS, dialect=dialect)
     try:
         gateway.sim_control("tokens", {"token": gateway.token, "fail_next": 2})
         response = call(gateway, "flaky link")
         assert response.status_code == 200, response.text
         assert "flaky link" in response.json()["choices"][0]["message"]["content"]
-        chats = [r for r in gateway.sim_control("requests") if "streamUnifiedChatRequest" in r["request"]]
-        assert len(chats) == 3  # two 503s, then the answer
+        assert len(gateway.chat_requests()) == 3  # two 503s, then the answer
 
         gateway.sim_control("tokens", {"token": gateway.token, "fail_next": 5})
         failed = call(gateway, "still flaky")

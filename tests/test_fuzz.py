@@ -36,9 +36,9 @@ from schemathesis.schemas import APIOperation
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
 from core.answer import CHARS_PER_TOKEN, AnswerShaper
-from core.upstream.events import EventMapper
 from core.upstream.images import ImageLoader
-from core.upstream.request import (
+from core.upstream.legacy.events import EventMapper
+from core.upstream.legacy.request import (
     TOOL_SERVER,
     Environment,
     build_request,

@@ -9,6 +9,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.procs import Stack
 from tests.store_backends import BACKENDS, admin_stack, database_url, distinct_token
 
+pytestmark = pytest.mark.every_dialect
+
 __all__ = ["admin_stack", "database_url"]
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]

@@ -12,6 +12,8 @@ from core.errors import error_info_from_status
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2, models_pb2, models_pb2_grpc
 from tests.procs import Stack
 
+pytestmark = pytest.mark.every_dialect
+
 
 def user(text: str) -> chat_pb2.Message:
     return chat_pb2.Message(role=chat_pb2.ROLE_USER, content=[chat_pb2.ContentPart(text=text)])

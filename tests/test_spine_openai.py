@@ -9,6 +9,8 @@ import pytest
 from core.catalog import SEED_MODELS
 from tests.procs import Stack
 
+pytestmark = pytest.mark.every_dialect
+
 
 @pytest.fixture
 def client(stack: Stack) -> openai.OpenAI:

@@ -14,6 +14,8 @@ from pydantic import SecretStr
 
 from tests.procs import Stack
 
+pytestmark = pytest.mark.every_dialect
+
 
 @tool
 def get_current_weather(location: str, unit: str = "celsius") -> str:

@@ -11,6 +11,8 @@ from google.protobuf import struct_pb2
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 from tests.procs import Stack
 
+pytestmark = pytest.mark.every_dialect
+
 
 def weather_tool() -> chat_pb2.Tool:
     schema = struct_pb2.Struct()

@@ -17,6 +17,8 @@ from PIL import Image
 
 from tests.procs import Stack, start_stack
 
+pytestmark = pytest.mark.every_dialect
+
 WEATHER: Any = {
     "type": "function",
     "function": {
@@ -47,11 +49,9 @@ def client(stack: Stack) -> openai.OpenAI:
     return openai.OpenAI(base_url=stack.base_url, api_key=stack.license, max_retries=0)
 
 
-def last_request(stack: Stack) -> dict[str, Any]:
-    requests = stack.sim_control("requests")
-    assert isinstance(requests, list) and requests
-    request: dict[str, Any] = requests[-1]["request"]["streamUnifiedChatRequest"]
-    return request
+def last_image(stack: Stack) -> dict[str, Any]:
+    image: dict[str, Any] = stack.last_view()["messages"][-1]["images"][0]
+    return image
 
 
 def test_non_stream_tool_call(client: openai.OpenAI) -> None:
@@ -168,8 +168,7 @@ def test_tool_choice_forces_named_function(client: openai.OpenAI, stack: Stack) 
     )
     calls = reply.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_time"]  # type: ignore[union-attr]
-    sent = last_request(stack)
-    assert [t["name"] for t in sent["mcpTools"]] == ["get_time"]
+    assert [t["name"] for t in stack.last_view()["tools"]] == ["get_time"]
 
 
 def test_tool_choice_required_and_none(client: openai.OpenAI) -> None:
@@ -189,29 +188,31 @@ def test_tool_choice_required_and_none(client: openai.OpenAI) -> None:
     assert none.choices[0].finish_reason == "stop" and not none.choices[0].message.tool_calls
 
 
-def test_tools_ride_cursor_native_mcp_path(client: openai.OpenAI, stack: Stack) -> None:
+def test_tools_reach_cursor_with_their_schema(client: openai.OpenAI, stack: Stack, dialect: str) -> None:
     client.chat.completions.create(
         model="gpt-5.2",
         messages=[{"role": "user", "content": "Use get_time"}],
         tools=[TIME],
     )
-    sent = last_request(stack)
-    assert sent["isAgentic"] is True and sent["supportedTools"] == ["CLIENT_SIDE_TOOL_V2_MCP"]
-    tool = sent["mcpTools"][0]
-    assert tool["serverName"] == "custom" and json.loads(tool["parameters"])["required"] == ["tz"]
+    (tool,) = stack.last_view()["tools"]
+    assert tool["name"] == "get_time" and tool["schema"]["required"] == ["tz"]
+    if dialect == "legacy":  # the legacy RPC carries them on Cursor's native MCP-tool path
+        sent = stack.chat_requests()[-1]["request"]["streamUnifiedChatRequest"]
+        assert sent["isAgentic"] is True and sent["supportedTools"] == ["CLIENT_SIDE_TOOL_V2_MCP"]
+        assert sent["mcpTools"][0]["serverName"] == "custom"
+        assert json.loads(sent["mcpTools"][0]["parameters"])["required"] == ["tz"]
 
 
 def test_reasoning_effort_picks_variant(client: openai.OpenAI, stack: Stack) -> None:
     client.chat.completions.create(
         model="gpt-5.2", messages=[{"role": "user", "content": "effort"}], reasoning_effort="high"
     )
-    assert last_request(stack)["modelDetails"]["modelName"] == "gpt-5.2-high"
+    assert stack.last_view()["model"] == "gpt-5.2-high"
     reply = client.chat.completions.create(
         model="claude-4.5-sonnet", messages=[{"role": "user", "content": "effort"}], reasoning_effort="high"
     )
-    sent = last_request(stack)
-    assert sent["modelDetails"]["modelName"] == "claude-4.5-sonnet-thinking"
-    assert sent["thinkingLevel"] == "THINKING_LEVEL_HIGH"
+    sent = stack.last_view()
+    assert sent["model"] == "claude-4.5-sonnet-thinking" and sent["thinking"] is True
     assert (reply.choices[0].message.model_extra or {}).get("reasoning_content")
 
 
@@ -259,18 +260,18 @@ def test_image_data_url_reaches_cursor_as_bytes(client: openai.OpenAI, stack: St
     url = "data:image/png;base64," + base64.b64encode(png(12, 9)).decode()
     reply = client.chat.completions.create(model="claude-4.5-sonnet", messages=image_message(url))
     assert "Describe this image" in (reply.choices[0].message.content or "")
-    image = last_request(stack)["conversation"][-1]["images"][0]
-    assert image["dimension"] == {"width": 12, "height": 9}
+    image = last_image(stack)
+    assert (image["width"], image["height"]) == (12, 9)
     assert base64.b64decode(image["data"]) == png(12, 9)
 
 
-def test_image_http_url_is_fetched(tmp_path: Path, image_server: str) -> None:
-    gateway = start_stack(tmp_path, {"CURSORGATE_IMAGE_FETCH_PRIVATE": "true"})
+def test_image_http_url_is_fetched(tmp_path: Path, image_server: str, dialect: str) -> None:
+    gateway = start_stack(tmp_path, {"CURSORGATE_IMAGE_FETCH_PRIVATE": "true"}, dialect=dialect)
     try:
         client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.license, max_retries=0)
         client.chat.completions.create(model="claude-4.5-sonnet", messages=image_message(image_server))
-        image = last_request(gateway)["conversation"][-1]["images"][0]
-        assert image["dimension"] == {"width": 7, "height": 5}
+        image = last_image(gateway)
+        assert (image["width"], image["height"]) == (7, 5)
     finally:
         gateway.stop()
 

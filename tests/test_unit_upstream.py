@@ -10,10 +10,20 @@ from protobuf.wkt import Any as ConnectAny
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
 from core.upstream.errors import Failure, classify
-from core.upstream.events import EventMapper
-from core.upstream.headers import ClientIdentity, checksum, checksum_prefix, cursor_headers, session_id
+from core.upstream.headers import (
+    ClientIdentity,
+    checksum,
+    checksum_prefix,
+    checksum_prefix_ide3,
+    cli_headers,
+    cursor_headers,
+    ide_headers,
+    session_id,
+)
+from core.upstream.legacy.events import EventMapper
 from core.upstream.tokens import InvalidToken, normalize_token
-from simulator.service import cursor_error
+from cursorgate.v1 import errors_pb2
+from simulator.errors import cursor_error
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzAxIn0.c2ln"
 
@@ -55,9 +65,12 @@ def test_headers_are_complete_and_stable_per_token() -> None:
         "x-request-id",
         "x-amzn-trace-id",
         "x-client-key",
-        "x-cursor-config-version",
     ):
         assert headers[name]
+    # Not made up: only sent once GetServerConfig told the gateway a config version.
+    assert "x-cursor-config-version" not in headers
+    configured = cursor_headers(JWT, ClientIdentity(client_version="2.3.41", config_version="cv-7"))
+    assert configured["x-cursor-config-version"] == "cv-7"
     again = cursor_headers(JWT, ClientIdentity(client_version="2.3.41"))
     assert again["x-session-id"] == headers["x-session-id"]
     assert again["x-request-id"] != headers["x-request-id"]
@@ -102,6 +115,61 @@ def test_classify_cursor_errors(kind: str, failure: Failure, retryable: bool) ->
     assert err.retryable is retryable
     if failure is Failure.RATE_LIMITED:
         assert err.retry_after_ms == 12_000
+
+
+# The gateway code each failure must become, written out (not read from the classifier's table).
+@pytest.mark.parametrize(
+    ("kind", "failure", "code", "retryable"),
+    [
+        # Enum 28 reads as a rate limit, but its words say the client is outdated (issue 9).
+        ("update_required", Failure.OUTDATED_CLIENT, "ERROR_CODE_UPSTREAM_OUTDATED_CLIENT", False),
+        ("region", Failure.REGION_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
+        ("model_blocked", Failure.MODEL_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
+        ("max_mode", Failure.MAX_MODE_REQUIRED, "ERROR_CODE_INVALID_REQUEST", False),
+        ("account_closed", Failure.ACCOUNT_BLOCKED, "ERROR_CODE_UPSTREAM_AUTH", True),
+        ("provider", Failure.UNAVAILABLE, "ERROR_CODE_UPSTREAM_UNAVAILABLE", True),
+    ],
+)
+def test_classify_2026_errors(kind: str, failure: Failure, code: str, retryable: bool) -> None:
+    err = classify(cursor_error(kind))
+    assert err.failure is failure
+    assert errors_pb2.ErrorCode.Name(err.code) == code
+    assert err.retryable is retryable
+
+
+def test_max_mode_error_tells_the_caller_what_to_do() -> None:
+    err = classify(cursor_error("max_mode"))
+    assert "-max" in err.message and "max_mode" in err.message and err.param == "model"
+
+
+def test_outdated_words_outrank_a_rate_limit_enum_without_details() -> None:
+    plain = ConnectError(ConnectCode.RESOURCE_EXHAUSTED, "Update Required")
+    assert classify(plain).failure is Failure.OUTDATED_CLIENT
+    region = ConnectError(
+        ConnectCode.RESOURCE_EXHAUSTED, "This model provider is not supported in your region."
+    )
+    assert classify(region).failure is Failure.REGION_BLOCKED
+
+
+def test_ide3_checksum_prefix_vectors() -> None:
+    # Worked by hand from agent-protocol.md §2.5: t = ms // 1e6 = 1735689 = 0x1A7C09 as 48-bit
+    # big-endian 00 00 00 1a 7c 09 -> XOR chain from 165 -> a5 a6 a8 b5 cd c9 -> standard base64.
+    assert checksum_prefix_ide3(1735689600) == "paaotc3J"
+    assert checksum_prefix_ide3(1764000000) == "paaotWPI"
+
+
+def test_ide_and_cli_profiles() -> None:
+    identity = ClientIdentity(client_version="3.18.9", commit="abc123", os="linux", arch="x64")
+    ide = ide_headers(JWT, identity)
+    assert ide["x-cursor-client-type"] == "ide" and ide["x-cursor-client-version"] == "3.18.9"
+    assert ide["x-cursor-client-commit"] == "abc123" and ide["x-cursor-client-device-type"] == "desktop"
+    assert ide["cookie"] == f"CursorCookie=Cookie-{JWT[:15]}"
+    assert ide["x-cursor-checksum"].startswith(checksum_prefix_ide3(__import__("time").time()))
+    cli = cli_headers(JWT, ClientIdentity(client_version="cli-2026.09.02-c22c1a3"))
+    assert cli["x-cursor-client-type"] == "cli" and cli["x-cursor-client-version"] == "cli-2026.09.02-c22c1a3"
+    # The agent host gets no IDE machine identity (agent-protocol.md §2.5).
+    assert not {"x-cursor-checksum", "x-cursor-client-os", "cookie"} & set(cli)
+    assert cli["x-request-id"] == cli["x-original-request-id"]
 
 
 def test_classify_transport_errors_without_details() -> None:

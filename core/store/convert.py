@@ -65,6 +65,8 @@ def account_state(account: Account) -> dict[str, Any]:
         "last_error": account.last_error,
         "last_refreshed_at": account.last_refreshed_at,
         "cooldown_until": account.cooldown_until,
+        "dialect": account.dialect,
+        "dialect_state": dict(account.dialect_state),
     }
 
 
@@ -82,4 +84,6 @@ def account_from_row(row: AccountRow) -> Account:
         details=dict(row.details or {}),
         created_at=row.created_at,
         last_refreshed_at=row.last_refreshed_at,
+        dialect=row.dialect or "auto",
+        dialect_state=dict(row.dialect_state or {}),
     )

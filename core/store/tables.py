@@ -48,6 +48,9 @@ class AccountRow(Base):
     last_refreshed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     cooldown_until: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[float] = mapped_column(Float)
+    # "auto" or a pinned dialect name; what auto found (active dialect, probe results).
+    dialect: Mapped[str] = mapped_column(String(20), default="auto")
+    dialect_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RequestLogRow(Base):

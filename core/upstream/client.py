@@ -1,4 +1,6 @@
-"""The Connect client to Cursor: one HTTP client per process, headers per account and call."""
+"""The driver to Cursor: one per process. It picks each account's dialect, runs the call through
+that dialect's generated stub, and owns everything that is not translation: the deadline, the
+stall watchdog, heartbeats and replies on bidi streams, cancellation and error logging."""
 
 from __future__ import annotations
 
@@ -6,83 +8,81 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
-import pyqwest
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 
-from aiserver.v1 import models_pb2
-from aiserver.v1.chat_connect import ChatServiceClient
-from aiserver.v1.models_connect import AiServiceClient
-from core.accounts import Account
+from core.accounts import Account, AccountPool
 from core.catalog import ModelInfo
 from core.config import CoreSettings
-from core.upstream.compression import FastGzip
+from core.upstream.base import Dialect, Exchange, Probe
+from core.upstream.choice import DialectChooser
+from core.upstream.context import UpstreamContext
+from core.upstream.dialects import make_dialects
 from core.upstream.errors import USER_ABORTED, Failure, UpstreamError, classify, error_details
-from core.upstream.events import EventMapper
-from core.upstream.headers import ClientIdentity, cursor_headers
-from core.upstream.images import ImageLoader
-from core.upstream.request import Environment, build_request
 from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.upstream")
 
+# Ends a bidi request stream (the driver's half-close).
+_CLOSE = object()
+
 
 class CursorClient:
-    def __init__(self, settings: CoreSettings) -> None:
+    def __init__(self, settings: CoreSettings, pool: AccountPool | None = None) -> None:
         self.settings = settings
-        self._transport = pyqwest.HTTPTransport(
-            tls_include_system_certs=True,
-            # pyqwest's HTTP/2 can die under many small frames (python-stack.md, P14).
-            http_version=pyqwest.HTTPVersion.HTTP1 if settings.upstream_http1 else None,
-            connect_timeout=settings.upstream_connect_timeout,
-            # Backstop for a dead peer; the per-frame watchdog below is what callers see.
-            read_timeout=settings.upstream_idle_timeout + 5,
-            pool_idle_timeout=90.0,
-            enable_otel=False,
-        )
-        http = pyqwest.Client(self._transport)
-        url = settings.upstream_url.rstrip("/")
-        gzip = FastGzip()  # the default wire ("gzip,identity"), decompressed in C
-        self._chat = ChatServiceClient(
-            url, http_client=http, accept_compression=[gzip], send_compression=gzip
-        )
-        self._ai = AiServiceClient(url, http_client=http, accept_compression=[gzip], send_compression=gzip)
-        self._images = ImageLoader(
-            settings.image_max_bytes, settings.image_fetch_timeout, allow_private=settings.image_fetch_private
-        )
+        self.ctx = UpstreamContext.create(settings)
+        self.dialects = make_dialects(self.ctx)
+        self.chooser = DialectChooser(settings, self.dialects, pool)
 
     async def aclose(self) -> None:
-        await self._images.aclose()
-        await self._transport.aclose()
-
-    def _identity(self, account: Account) -> ClientIdentity:
-        return ClientIdentity(
-            client_version=account.client_version or self.settings.client_version,
-            timezone=self.settings.timezone,
-            ghost_mode=self.settings.ghost_mode,
-        )
+        await self.ctx.aclose()
 
     async def stream_chat(
         self, account: Account, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
-        identity = self._identity(account)
-        body = await build_request(
-            request, Environment(identity.client_version, identity.timezone), self._images
-        )
-        headers = cursor_headers(account.token, identity)
-        single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
-        mapper = EventMapper(max_calls=1 if single_call else None)
+        """The answer as gateway events. When Cursor calls the client outdated before the first
+        event and the account's dialect was chosen automatically, the next dialect is probed and
+        the call made once more."""
+        for attempt in range(2):
+            dialect = await self.chooser.dialect_for(account)
+            started = False
+            try:
+                events = self._drive(dialect, account, request, time_remaining)
+                async with contextlib.aclosing(events):  # type: ignore[type-var]
+                    async for event in events:
+                        started = True
+                        yield event
+                return
+            except UpstreamError as err:
+                if started or attempt or err.failure is not Failure.OUTDATED_CLIENT:
+                    raise
+                if not self.chooser.demote(account, dialect, err.message):
+                    raise
+
+    async def _drive(
+        self, dialect: Dialect, account: Account, request: chat_pb2.ChatRequest, time_remaining: float | None
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        exchange = await dialect.exchange(account, request)
+        headers = dialect.headers(account)
+        loop = asyncio.get_running_loop()
         # The caller's deadline travels on as connect-timeout-ms. It is sent as a header and
         # enforced by the watchdog below rather than by connectrpc's timeout_ms, which would
         # arm one more asyncio timer for every frame.
         deadline = None
         if time_remaining:
             headers["connect-timeout-ms"] = str(int(time_remaining * 1000))
-            deadline = asyncio.get_running_loop().time() + time_remaining
-        stream = self._chat.stream_unified_chat_with_tools(body, headers=headers)
+            deadline = loop.time() + time_remaining
+        outbox: asyncio.Queue[Any] = asyncio.Queue()
+        heartbeat: _Cancel | None = None
+        closed = False
+        if dialect.bidi:
+            for message in exchange.opening():
+                outbox.put_nowait(message)
+            heartbeat = self._heartbeats(dialect, exchange, outbox)
+        stream = dialect.open(exchange, _drain(outbox), headers)
         frames = 0
-        loop = asyncio.get_running_loop()
         watchdog = _Watchdog(self.settings.upstream_connect_timeout, deadline)
         try:
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
@@ -105,19 +105,27 @@ class CursorClient:
                     if frames == 0:
                         watchdog.wait = self.settings.upstream_idle_timeout
                     frames += 1
-                    for event in mapper.feed(frame):
+                    for event in exchange.feed(frame):
                         yield event
+                    if exchange.outbox:
+                        for message in exchange.outbox:
+                            outbox.put_nowait(message)
+                        exchange.outbox.clear()
+                    if exchange.done and not closed:
+                        closed = True
+                        outbox.put_nowait(_CLOSE)
         except ConnectError as err:
             details = error_details(err)
             if details is not None and details.error == USER_ABORTED:
                 return
             if err.code == ConnectCode.CANCELED and _cancelling():
                 raise asyncio.CancelledError from None  # P8: the caller went away
-            failure = classify(err)
+            failure = dialect.classify(err)
             # Cursor's messages carry no secrets; they are what an operator needs to see.
             log.warning(
-                "upstream %s after %d frame(s): %s: %s",
+                "upstream %s (%s) after %d frame(s): %s: %s",
                 failure.failure.value,
+                dialect.name.value,
                 frames,
                 err.code.value,
                 err.message[:200],
@@ -125,8 +133,26 @@ class CursorClient:
             raise failure from None
         finally:
             watchdog.close()
-        for event in mapper.finish_calls():
+            if heartbeat is not None:
+                heartbeat.cancel()
+            if not closed:
+                outbox.put_nowait(_CLOSE)
+        for event in exchange.finish():
             yield event
+
+    def _heartbeats(self, dialect: Dialect, exchange: Exchange, outbox: asyncio.Queue[Any]) -> _Cancel:
+        """A timer, not a task: every `heartbeat_s` the exchange's keep-alive joins the outbox."""
+        loop = asyncio.get_running_loop()
+        handle: list[asyncio.TimerHandle] = []
+
+        def tick() -> None:
+            message = exchange.heartbeat()
+            if message is not None and not exchange.done:
+                outbox.put_nowait(message)
+            handle[0] = loop.call_later(dialect.heartbeat_s, tick)
+
+        handle.append(loop.call_later(dialect.heartbeat_s, tick))
+        return _Cancel(handle)
 
     def _expired(self, watchdog: _Watchdog, frames: int) -> UpstreamError:
         task = asyncio.current_task()
@@ -144,27 +170,33 @@ class CursorClient:
         )
 
     async def available_models(self, account: Account) -> dict[str, ModelInfo]:
-        headers = cursor_headers(account.token, self._identity(account))
-        try:
-            response = await self._ai.available_models(
-                models_pb2.AvailableModelsRequest(), headers=headers, timeout_ms=30_000
-            )
-        except ConnectError as err:
-            raise classify(err) from None
-        models = {
-            m.name: ModelInfo(
-                id=m.name,
-                display_name=m.client_display_name or m.name,
-                supports_thinking=m.supports_thinking,
-                supports_images=m.supports_images,
-                supports_tools=m.supports_agent,
-                context_window=m.context_token_limit,
-            )
-            for m in response.models
-        }
-        for name in response.model_names:
-            models.setdefault(name, ModelInfo(id=name, display_name=name))
-        return models
+        dialect = await self.chooser.dialect_for(account)
+        return await dialect.available_models(account)
+
+    async def probe(self, account: Account) -> dict[str, Probe]:
+        """Probe every dialect for the account now (admin "probe again"); auto picks afresh."""
+        return await self.chooser.reprobe(account)
+
+
+class _Cancel:
+    """Cancels the current handle of a self-rescheduling timer."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: list[asyncio.TimerHandle]) -> None:
+        self._handle = handle
+
+    def cancel(self) -> None:
+        self._handle[0].cancel()
+
+
+async def _drain(outbox: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+    """The request side of a bidi call: whatever the driver queues, until it half-closes."""
+    while True:
+        message = await outbox.get()
+        if message is _CLOSE:
+            return
+        yield message
 
 
 class _Watchdog:

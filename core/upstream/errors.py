@@ -25,6 +25,14 @@ class Failure(enum.Enum):
     OUTDATED_CLIENT = "outdated_client"
     BAD_MODEL = "bad_model"
     BAD_REQUEST = "bad_request"
+    # The model needs Cursor's Max mode: the caller can fix it, another account will not.
+    MAX_MODE_REQUIRED = "max_mode_required"
+    # This account may not use this model (its region, its plan's model gating): another account
+    # may; the account stays healthy for everything else (never a cooldown, never disabled).
+    REGION_BLOCKED = "region_blocked"
+    MODEL_BLOCKED = "model_blocked"
+    # Cursor blocked or closed the account itself: disable it, try another.
+    ACCOUNT_BLOCKED = "account_blocked"
     TIMEOUT = "timeout"
     # Malformed frames or an answer we cannot read.
     PROTOCOL = "protocol"
@@ -39,13 +47,27 @@ _CODES = {
     Failure.OUTDATED_CLIENT: Code.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT,
     Failure.BAD_MODEL: Code.ERROR_CODE_MODEL_NOT_FOUND,
     Failure.BAD_REQUEST: Code.ERROR_CODE_INVALID_REQUEST,
+    Failure.MAX_MODE_REQUIRED: Code.ERROR_CODE_INVALID_REQUEST,
+    Failure.REGION_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
+    Failure.MODEL_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
+    Failure.ACCOUNT_BLOCKED: Code.ERROR_CODE_UPSTREAM_AUTH,
     Failure.TIMEOUT: Code.ERROR_CODE_UPSTREAM_TIMEOUT,
     Failure.PROTOCOL: Code.ERROR_CODE_UPSTREAM_ERROR,
     Failure.OTHER: Code.ERROR_CODE_UPSTREAM_ERROR,
 }
 
 # Worth another account when nothing reached the caller yet.
-RETRYABLE = frozenset({Failure.AUTH, Failure.RATE_LIMITED, Failure.USAGE_LIMIT, Failure.UNAVAILABLE})
+RETRYABLE = frozenset(
+    {
+        Failure.AUTH,
+        Failure.RATE_LIMITED,
+        Failure.USAGE_LIMIT,
+        Failure.UNAVAILABLE,
+        Failure.REGION_BLOCKED,
+        Failure.MODEL_BLOCKED,
+        Failure.ACCOUNT_BLOCKED,
+    }
+)
 
 
 class UpstreamError(GatewayError):
@@ -53,7 +75,7 @@ class UpstreamError(GatewayError):
         super().__init__(_CODES[failure], message, retry_after_ms=int(retry_after_s * 1000))
         self.failure = failure
         self.retry_after_s = retry_after_s
-        if failure is Failure.BAD_MODEL:
+        if failure in (Failure.BAD_MODEL, Failure.MAX_MODE_REQUIRED):
             self.param = "model"
 
     @property
@@ -93,6 +115,15 @@ _BY_DETAIL: dict[int, Failure] = {
         ),
         Failure.RATE_LIMITED,
     ),
+    _E.ERROR_SLOW_POOL: Failure.USAGE_LIMIT,
+    _E.ERROR_PROVIDER_ERROR: Failure.UNAVAILABLE,
+    _E.ERROR_INTERNAL: Failure.UNAVAILABLE,
+    _E.ERROR_MAX_MODE_REQUIRED: Failure.MAX_MODE_REQUIRED,
+    _E.ERROR_MODEL_NO_LONGER_SUPPORTED: Failure.BAD_MODEL,
+    _E.ERROR_MODEL_BLOCKED: Failure.MODEL_BLOCKED,
+    _E.ERROR_UNSUPPORTED_REGION: Failure.REGION_BLOCKED,
+    _E.ERROR_SUSPICIOUS_USAGE_BLOCKED: Failure.ACCOUNT_BLOCKED,
+    _E.ERROR_ACCOUNT_CLOSED: Failure.ACCOUNT_BLOCKED,
     **dict.fromkeys(
         (
             _E.ERROR_FREE_USER_USAGE_LIMIT,
@@ -143,6 +174,12 @@ _MESSAGES = {
     Failure.OUTDATED_CLIENT: "Cursor refused the gateway's client version; raise CURSORGATE_CLIENT_VERSION.",
     Failure.BAD_MODEL: "Cursor does not know this model.",
     Failure.BAD_REQUEST: "Cursor refused the request.",
+    Failure.MAX_MODE_REQUIRED: (
+        "This model needs Cursor's Max mode: append -max to the model name or set max_mode: true."
+    ),
+    Failure.REGION_BLOCKED: "Cursor does not serve this model in the region of the accounts that offer it.",
+    Failure.MODEL_BLOCKED: "Cursor blocks this model for the accounts that offer it.",
+    Failure.ACCOUNT_BLOCKED: "Cursor blocked or closed the account.",
     Failure.TIMEOUT: "Cursor timed out.",
     Failure.PROTOCOL: "Cursor's answer could not be read.",
     Failure.OTHER: "Cursor failed.",
@@ -166,10 +203,38 @@ def error_details(err: ConnectError) -> errors_pb2.ErrorDetails | None:
 _LOCAL_PROTOCOL_FAILURES = ("unmarshal message", "protocol error", "corrupt response")
 
 
+# What Cursor's words say, which outranks the enum: the legacy RPC answers current clients with
+# enum values that read as rate limits (28) but titles such as "Update Required" (issue 9; NIX's
+# STATUS.md quotes "Your version of Cursor no longer supports this action.").
+_BY_TEXT: tuple[tuple[tuple[str, ...], Failure], ...] = (
+    (
+        ("update required", "no longer supports", "outdated client", "please update cursor"),
+        Failure.OUTDATED_CLIENT,
+    ),
+    (("not supported in your region", "unsupported region", "unsupported_region"), Failure.REGION_BLOCKED),
+    (("max mode required", "requires max mode"), Failure.MAX_MODE_REQUIRED),
+    (("model_blocked", "model blocked", "blocked for this account"), Failure.MODEL_BLOCKED),
+)
+
+
+def _by_text(*texts: str) -> Failure | None:
+    joined = " ".join(texts).lower()
+    for needles, failure in _BY_TEXT:
+        if any(n in joined for n in needles):
+            return failure
+    return None
+
+
 def classify(err: ConnectError) -> UpstreamError:
     """A Connect error from Cursor (or from the transport) as a typed upstream failure."""
     details = error_details(err)
-    failure = _BY_DETAIL.get(details.error) if details is not None else None
+    failure = None
+    if details is not None:
+        failure = _by_text(details.details.title, details.details.detail, err.message)
+        if failure is None:
+            failure = _BY_DETAIL.get(details.error)
+    elif err.code != ConnectCode.UNAVAILABLE:
+        failure = _by_text(err.message)
     if failure is None and err.message.startswith(_LOCAL_PROTOCOL_FAILURES):
         failure = Failure.PROTOCOL
     if failure is None:
@@ -181,6 +246,6 @@ def classify(err: ConnectError) -> UpstreamError:
         with contextlib.suppress(ValueError):
             retry_after = float(info.additional_info.get("retry_after_seconds", "0"))
         # Cursor's own titles are safe to relay; they help users ("Usage limit reached").
-        if info.title and failure not in (Failure.AUTH,):
+        if info.title and failure not in (Failure.AUTH, Failure.ACCOUNT_BLOCKED):
             text = f"{text} Cursor says: {info.title}"
     return UpstreamError(failure, text, retry_after_s=retry_after)

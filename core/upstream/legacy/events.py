@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from core.upstream.request import TOOL_SERVER, openai_call_id
+from core.upstream.legacy.request import TOOL_SERVER, openai_call_id
 from cursorgate.v1 import chat_pb2
 
 

@@ -127,8 +127,9 @@ def _tool_result(call: chat_pb2.ToolCall, index: int, output: str) -> cursor.Con
 
 
 async def build_request(
-    request: chat_pb2.ChatRequest, env: Environment, images: ImageLoader
+    request: chat_pb2.ChatRequest, env: Environment, images: ImageLoader, *, model: str = ""
 ) -> cursor.StreamUnifiedChatRequestWithTools:
+    """`model`: the name to send when Cursor lists a server_model_name that differs."""
     tools = declared_tools(request)
     agentic = bool(tools)
     mode = AGENT if agentic else CHAT
@@ -168,7 +169,7 @@ async def build_request(
     chat = cursor.StreamUnifiedChatRequest(
         conversation=conversation,
         explicit_context=cursor.ExplicitContext(context=system_context(request, tools)),
-        model_details=cursor.ModelDetails(model_name=request.model, azure_state=cursor.AzureState()),
+        model_details=cursor.ModelDetails(model_name=model or request.model, azure_state=cursor.AzureState()),
         should_cache=True,
         current_file=cursor.CurrentFileInfo(contents_start_at_line=1, total_number_of_lines=1),
         use_new_compression_scheme=True,

@@ -1,0 +1,107 @@
+"""What every dialect shares: settings, the HTTP clients to Cursor, the image loader, identities."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pyqwest
+
+from core.accounts import Account
+from core.config import CoreSettings
+from core.upstream.compression import FastGzip
+from core.upstream.headers import ClientIdentity
+from core.upstream.images import ImageLoader
+
+log = logging.getLogger("cursorgate.upstream")
+
+
+def _transport(settings: CoreSettings, http_version: pyqwest.HTTPVersion | None) -> pyqwest.HTTPTransport:
+    return pyqwest.HTTPTransport(
+        tls_include_system_certs=True,
+        http_version=http_version,
+        connect_timeout=settings.upstream_connect_timeout,
+        # Backstop for a dead peer; the driver's per-frame watchdog is what callers see.
+        read_timeout=settings.upstream_idle_timeout + 5,
+        pool_idle_timeout=90.0,
+        enable_otel=False,
+    )
+
+
+@dataclass
+class UpstreamContext:
+    settings: CoreSettings
+    # Legacy chat and unary calls: ALPN over TLS, HTTP/1.1 for http:// or when forced
+    # (pyqwest's HTTP/2 can die under many small frames, python-stack.md P14).
+    http: pyqwest.Client
+    # Bidi chat (RunInference, agent Run): HTTP/2 always; prior-knowledge h2c for http://.
+    http2: pyqwest.Client
+    images: ImageLoader
+    gzip: FastGzip
+    # What discovery learned (GetServerConfig, the CLI install script); "" while unknown.
+    config_version: str = ""
+    discovered_cli_version: str = ""
+    discovered_agent_url: str = ""
+
+    @classmethod
+    def create(cls, settings: CoreSettings) -> UpstreamContext:
+        h1 = pyqwest.HTTPVersion.HTTP1 if settings.upstream_http1 else None
+        if settings.upstream_http1:
+            log.info("CURSORGATE_UPSTREAM_HTTP1 applies to the legacy dialect and unary calls only")
+        transports = (_transport(settings, h1), _transport(settings, pyqwest.HTTPVersion.HTTP2))
+        return cls(
+            settings=settings,
+            http=pyqwest.Client(transports[0]),
+            http2=pyqwest.Client(transports[1]),
+            images=ImageLoader(
+                settings.image_max_bytes,
+                settings.image_fetch_timeout,
+                allow_private=settings.image_fetch_private,
+            ),
+            gzip=FastGzip(),  # the default wire ("gzip,identity"), decompressed in C
+        )
+
+    async def aclose(self) -> None:
+        await self.images.aclose()
+
+    # --- identities ---
+
+    def _override(self, account: Account, cli: bool) -> str | None:
+        """An account's pinned client version applies to the profile it belongs to."""
+        version = account.client_version
+        if version and version.startswith("cli-") == cli:
+            return version
+        return None
+
+    def legacy_identity(self, account: Account) -> ClientIdentity:
+        s = self.settings
+        return ClientIdentity(
+            client_version=self._override(account, cli=False) or s.client_version,
+            timezone=s.timezone,
+            ghost_mode=s.ghost_mode,
+            config_version=self.config_version,
+        )
+
+    def ide_identity(self, account: Account) -> ClientIdentity:
+        s = self.settings
+        return ClientIdentity(
+            client_version=self._override(account, cli=False) or s.ide_version,
+            timezone=s.timezone,
+            ghost_mode=s.ghost_mode,
+            config_version=self.config_version,
+            commit=s.ide_commit,
+        )
+
+    def cli_identity(self, account: Account) -> ClientIdentity:
+        s = self.settings
+        return ClientIdentity(
+            client_version=self._override(account, cli=True) or self.discovered_cli_version or s.cli_version,
+            timezone=s.timezone,
+            ghost_mode=s.ghost_mode,
+        )
+
+    @property
+    def agent_url(self) -> str:
+        if self.settings.agent_url:
+            return self.settings.agent_url
+        return self.discovered_agent_url or self.settings.agent_base_url
