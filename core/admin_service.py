@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.accounts import Account, AccountPool
 from core.chat_service import metadata_value
+from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
 from core.refresh import Refresher
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
@@ -113,6 +114,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             token=token,
             label=_name(request.label, "label"),
             client_version=_client_version(request.client_version) or None,
+            dialect=_dialect(request.dialect or "auto"),
         )
         try:
             await self.office.store.add_account(account)
@@ -139,6 +141,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.label = _name(request.label, "label")
         if request.HasField("client_version"):
             account.client_version = _client_version(request.client_version) or None
+        if request.HasField("dialect"):
+            account.dialect = _dialect(request.dialect)
         if request.HasField("enabled"):
             account.enabled = request.enabled
             # Re-enabling is the admin's word that the problem is solved: start afresh.
@@ -157,6 +161,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self.office.store.remove_account(account.id)
         log.info("account %s removed", account.id)
         return admin_pb2.RemoveAccountResponse()
+
+    async def _probe_account(self, request: admin_pb2.ProbeAccountRequest) -> admin_pb2.Account:
+        account = self._account(request.id)
+        await self.office.refresher.reprobe(account)
+        await self.office.journal.flush()
+        return account_proto(account)
 
     async def _refresh_account(self, request: admin_pb2.RefreshAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
@@ -281,6 +291,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListRequestsResponse:
         return await self._serve(context, self._list_requests, request)
 
+    async def ProbeAccount(
+        self, request: admin_pb2.ProbeAccountRequest, context: Context
+    ) -> admin_pb2.Account:
+        return await self._serve(context, self._probe_account, request)
+
 
 # --- validation and conversion ---
 
@@ -289,6 +304,13 @@ def _name(value: str, field: str) -> str:
     value = value.strip()
     if len(value) > MAX_NAME:
         raise _invalid(f"{field}: at most {MAX_NAME} characters.")
+    return value
+
+
+def _dialect(value: str) -> str:
+    value = value.strip().lower()
+    if value not in DIALECTS:
+        raise _invalid(f"dialect: expected one of {', '.join(DIALECTS)}.")
     return value
 
 
@@ -334,7 +356,18 @@ def account_proto(account: Account) -> admin_pb2.Account:
         in_flight=account.in_flight,
         requests=account.requests,
         failures=account.failures,
+        dialect=account.dialect,
+        active_dialect=str(account.dialect_state.get("active") or ""),
     )
+    probes = account.dialect_state.get("probes")
+    for name, probe in (probes if isinstance(probes, dict) else {}).items():
+        if isinstance(probe, dict):
+            entry = out.probes.add(
+                dialect=str(name), ok=bool(probe.get("ok")), detail=str(probe.get("detail", ""))
+            )
+            when = probe.get("at")
+            if isinstance(when, int | float):
+                entry.probed_at.CopyFrom(_ts(float(when)))
     for info in (account.models or {}).values():
         out.models.add(
             id=info.id,
