@@ -52,6 +52,7 @@ async def _run_all() -> int:
             sim = SimulatorSettings()
             env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
             env["CURSOR_TOKEN"] = sim.demo_token()
+            env.setdefault("CURSORGATE_CLI_INSTALL_URL", f"http://{sim.host}:{sim.port}/install")
             proc = await _spawn("simulator", env)
             procs.append(("simulator", proc))
             await _wait_port(sim.host, sim.port, proc, "simulator")

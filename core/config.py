@@ -57,8 +57,11 @@ class CoreSettings(BaseSettings):
     ide_version: str = DEFAULT_IDE_VERSION
     ide_commit: str = DEFAULT_IDE_COMMIT
     cli_version: str = DEFAULT_CLI_VERSION
-    # Look the current CLI build up from Cursor's public install script now and then (never fatal).
+    # Look the server config and the current CLI build up now and then (never fatal).
     discover_versions: bool = True
+    discover_interval: float = 6 * 3600.0
+    # Cursor's public CLI installer, which names the current build ("" turns the lookup off).
+    cli_install_url: str = "https://cursor.com/install"
     # pyqwest's HTTP/2 can fail under many small frames (python-stack.md, P14): allow forcing HTTP/1.1
     # for the legacy dialect and unary calls. The bidi dialects need HTTP/2 and ignore it.
     upstream_http1: bool = False

@@ -26,6 +26,7 @@ from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
+from core.upstream.discovery import Discovery
 from core.upstream.tokens import normalize_token
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 
@@ -58,6 +59,7 @@ class Core:
     store: Store
     journal: Journal
     refresher: Refresher
+    discovery: Discovery
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -66,6 +68,7 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.journal.start()
+        self.discovery.start()
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
         self.refresher.start()
         sync = sync_forever(
@@ -81,6 +84,7 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.refresher.aclose()
+        await self.discovery.aclose()
         await self.journal.aclose()
         await self.store.close()
         await self.upstream.aclose()
@@ -126,7 +130,10 @@ async def build(settings: CoreSettings) -> Core:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    return Core(settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher)
+    discovery = Discovery(upstream.ctx, pool)
+    return Core(
+        settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher, discovery
+    )
 
 
 async def serve(settings: CoreSettings) -> None:

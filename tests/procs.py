@@ -156,6 +156,7 @@ def start_stack(
         "CURSORGATE_LOG_LEVEL": "INFO",
         "CURSOR_TOKEN": token,
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
+        "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
         **(env_extra or {}),
     }
     stack = Stack(

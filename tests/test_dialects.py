@@ -3,6 +3,7 @@ retires one (end to end, against the simulator's retire switch)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,34 @@ def test_gateway_wide_pin_and_a_bad_setting(tmp_path: Path) -> None:
     (tmp_path / "bad").mkdir()
     with pytest.raises(RuntimeError, match="upstream_dialect"):
         start_stack(tmp_path / "bad", {"CURSORGATE_UPSTREAM_DIALECT": "smoke-signals"})
+
+
+def test_identity_discovery_from_server_config_and_install_script(tmp_path: Path) -> None:
+    """GetServerConfig's config version reaches the IDE headers (not a made-up value), and the
+    install script's newer CLI build replaces the configured one; both never fatal."""
+    gateway = start_stack(tmp_path, dialect="legacy")
+    try:
+        deadline = time.monotonic() + 20
+        while "current Cursor CLI build: cli-2026.11.20-5e1f2a9" not in gateway.logs():
+            assert time.monotonic() < deadline, gateway.logs()[-2000:]
+            time.sleep(0.2)
+        assert "hello dialects" in chat(gateway)
+        headers = gateway.chat_requests()[-1]["headers"]
+        assert headers["x-cursor-config-version"] == "sim-config-7f3a"
+    finally:
+        gateway.stop()
+
+
+def test_discovery_failures_are_not_fatal(tmp_path: Path) -> None:
+    gateway = start_stack(
+        tmp_path, {"CURSORGATE_CLI_INSTALL_URL": "http://127.0.0.1:9/nothing"}, dialect="legacy"
+    )
+    try:
+        assert "hello dialects" in chat(gateway)
+        deadline = time.monotonic() + 20
+        while "identity discovery: cli_version failed" not in gateway.logs():
+            assert time.monotonic() < deadline, gateway.logs()[-2000:]
+            time.sleep(0.2)
+        assert "current Cursor CLI build" not in gateway.logs()
+    finally:
+        gateway.stop()
