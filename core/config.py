@@ -40,6 +40,9 @@ class CoreSettings(BaseSettings):
     # Gateway API keys accepted from callers, comma separated (seeded; more come from the admin API).
     licenses: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_key: SecretStr | None = None
+    # Seals Cursor tokens, refresh tokens and API keys in the database (AES-256-GCM); at least 16
+    # characters, random (e.g. `openssl rand -base64 32`). Rotate with `cursorgate secrets rotate`.
+    secret_key: SecretStr | None = None
 
     # Requests one license may have open at once (0: no limit); 429 above it.
     license_max_concurrent: int = 0
@@ -48,6 +51,16 @@ class CoreSettings(BaseSettings):
     grpc_port: int = 50051
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
+    # Cursor's auth endpoints (/oauth/token, /auth/poll, /auth/exchange_user_api_key); empty: upstream_url.
+    auth_url: str = ""
+    # Where `cursorgate login` sends the user to sign in (the CLI's loginDeepControl page).
+    login_url: str = "https://cursor.com"
+    # The public desktop client id for the refresh_token grant (agent-protocol.md §6).
+    oauth_client_id: str = "KbZUR41cY7W6zRSdpSUJ7I7mLYBKOCmB"
+    # Seconds before an access token's exp at which it is renewed.
+    token_renew_before: float = 300.0
+    # An HTTP(S) or SOCKS5 proxy for every call to Cursor ("" : direct).
+    upstream_proxy: str = ""
     # Host of agent.v1.AgentService/Run; empty: DEFAULT_AGENT_URL against Cursor, else upstream_url.
     agent_url: str = ""
     # Which Cursor chat RPC to speak: auto (probe each account, remember what works), or one.

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
-from simulator import control, dashboard
+from simulator import auth, control, dashboard
 from simulator.config import SimulatorSettings
 from simulator.legacy import SimChatService
 from simulator.pacing import FAULT
@@ -93,7 +93,13 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
     app = Starlette(
-        routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
+        routes=[
+            *control.routes(state),
+            *dashboard.routes(state),
+            *auth.routes(settings, auth.AuthState()),
+            Mount(chat.path, chat),
+            Mount(ai.path, ai),
+        ]
     )
     app.state.sim = state
     app.add_middleware(FaultMiddleware)

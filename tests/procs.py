@@ -157,6 +157,7 @@ def start_stack(
         "CURSOR_TOKEN": token,
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
         "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
+        "CURSORGATE_LOGIN_URL": f"http://127.0.0.1:{sim_port}",
         **(env_extra or {}),
     }
     stack = Stack(
