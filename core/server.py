@@ -15,12 +15,14 @@ from grpc_reflection.v1alpha import reflection
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
+from core.aliases import AliasError, AliasTable
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
+from core.resolve import ModelResolver
 from core.router import Router
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
@@ -58,6 +60,7 @@ class Core:
     store: Store
     journal: Journal
     refresher: Refresher
+    aliases: AliasTable | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -69,7 +72,12 @@ class Core:
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
         self.refresher.start()
         sync = sync_forever(
-            self.store, self.licenses, self.pool, self.journal, self.settings.store_sync_interval
+            self.store,
+            self.licenses,
+            self.pool,
+            self.journal,
+            self.settings.store_sync_interval,
+            self.aliases,
         )
         self._tasks.append(asyncio.create_task(sync, name="store-sync"))
         return port
@@ -113,20 +121,30 @@ async def build(settings: CoreSettings) -> Core:
     upstream = CursorClient(settings)
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
+    try:
+        aliases = AliasTable(env=settings.alias_table, admin=await store.aliases())
+    except AliasError as err:
+        await store.close()
+        raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
+    resolver = ModelResolver(pool, catalog, aliases)
     router = Router(pool, upstream, settings.upstream_attempts)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, resolver=resolver)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(licenses, pool, catalog, resolver), server
+    )
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    office = Backoffice(licenses, pool, store, journal, refresher)
+    office = Backoffice(licenses, pool, store, journal, refresher, resolver)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    return Core(settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher)
+    return Core(
+        settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher, aliases
+    )
 
 
 async def serve(settings: CoreSettings) -> None:
