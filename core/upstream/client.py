@@ -159,6 +159,9 @@ class CursorClient:
                 supports_images=m.supports_images,
                 supports_tools=m.supports_agent,
                 context_window=m.context_token_limit,
+                supports_max_mode=m.supports_max_mode if m.HasField("supports_max_mode") else None,
+                max_mode_only=m.HasField("supports_non_max_mode") and not m.supports_non_max_mode,
+                max_mode_context_window=m.context_token_limit_for_max_mode,
             )
             for m in response.models
         }

@@ -24,6 +24,8 @@ class Failure(enum.Enum):
     # Cursor wants a newer client: a configuration problem, retrying elsewhere won't help.
     OUTDATED_CLIENT = "outdated_client"
     BAD_MODEL = "bad_model"
+    # The model is served only in Max mode: the caller must ask for it.
+    MAX_MODE_REQUIRED = "max_mode_required"
     BAD_REQUEST = "bad_request"
     TIMEOUT = "timeout"
     # Malformed frames or an answer we cannot read.
@@ -38,6 +40,7 @@ _CODES = {
     Failure.UNAVAILABLE: Code.ERROR_CODE_UPSTREAM_UNAVAILABLE,
     Failure.OUTDATED_CLIENT: Code.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT,
     Failure.BAD_MODEL: Code.ERROR_CODE_MODEL_NOT_FOUND,
+    Failure.MAX_MODE_REQUIRED: Code.ERROR_CODE_MAX_MODE_REQUIRED,
     Failure.BAD_REQUEST: Code.ERROR_CODE_INVALID_REQUEST,
     Failure.TIMEOUT: Code.ERROR_CODE_UPSTREAM_TIMEOUT,
     Failure.PROTOCOL: Code.ERROR_CODE_UPSTREAM_ERROR,
@@ -53,7 +56,7 @@ class UpstreamError(GatewayError):
         super().__init__(_CODES[failure], message, retry_after_ms=int(retry_after_s * 1000))
         self.failure = failure
         self.retry_after_s = retry_after_s
-        if failure is Failure.BAD_MODEL:
+        if failure in (Failure.BAD_MODEL, Failure.MAX_MODE_REQUIRED):
             self.param = "model"
 
     @property
@@ -109,6 +112,7 @@ _BY_DETAIL: dict[int, Failure] = {
     _E.ERROR_OUTDATED_CLIENT: Failure.OUTDATED_CLIENT,
     _E.ERROR_DEPRECATED: Failure.OUTDATED_CLIENT,
     _E.ERROR_BAD_MODEL_NAME: Failure.BAD_MODEL,
+    _E.ERROR_MAX_MODE_REQUIRED: Failure.MAX_MODE_REQUIRED,
     **dict.fromkeys(
         (
             _E.ERROR_CONVERSATION_TOO_LONG,
@@ -142,6 +146,10 @@ _MESSAGES = {
     Failure.UNAVAILABLE: "Cursor is unavailable.",
     Failure.OUTDATED_CLIENT: "Cursor refused the gateway's client version; raise CURSORGATE_CLIENT_VERSION.",
     Failure.BAD_MODEL: "Cursor does not know this model.",
+    Failure.MAX_MODE_REQUIRED: (
+        "Cursor serves this model only in Max mode: append '-max' to the model name, "
+        'or add "max_mode": true to the request body.'
+    ),
     Failure.BAD_REQUEST: "Cursor refused the request.",
     Failure.TIMEOUT: "Cursor timed out.",
     Failure.PROTOCOL: "Cursor's answer could not be read.",
