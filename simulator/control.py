@@ -23,6 +23,10 @@ class TokenBehaviour:
     models: list[str] | None = None
     # The next N chat calls fail with HTTP 503 before any frame (a flaky connection).
     fail_next: int = 0
+    # Models served only in Max mode (ERROR_MAX_MODE_REQUIRED without ModelDetails.max_mode).
+    max_only: list[str] = field(default_factory=list)
+    # Models without Max mode (a request with max_mode set is refused).
+    no_max: list[str] = field(default_factory=list)
 
 
 @dataclass

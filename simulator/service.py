@@ -38,6 +38,8 @@ ERRORS: dict[str, tuple[Code, int, str]] = {
     "usage_limit": (Code.RESOURCE_EXHAUSTED, Err.ERROR_PRO_USER_USAGE_LIMIT, "Usage limit reached"),
     "outdated": (Code.FAILED_PRECONDITION, Err.ERROR_OUTDATED_CLIENT, "Please update Cursor"),
     "bad_model": (Code.INVALID_ARGUMENT, Err.ERROR_BAD_MODEL_NAME, "Unknown model"),
+    "max_mode_required": (Code.FAILED_PRECONDITION, Err.ERROR_MAX_MODE_REQUIRED, "Max Mode Required"),
+    "no_max_mode": (Code.INVALID_ARGUMENT, Err.ERROR_BAD_REQUEST, "Max mode is not available for this model"),
     "deprecated": (Code.FAILED_PRECONDITION, Err.ERROR_DEPRECATED, "This endpoint is deprecated"),
     "internal": (Code.INTERNAL, Err.ERROR_UNSPECIFIED, "Internal server error"),
     "unavailable": (Code.UNAVAILABLE, Err.ERROR_UNSPECIFIED, "Service unavailable"),
@@ -108,6 +110,11 @@ class SimChatService:
         if model not in self.state.models_for(token):
             raise cursor_error("bad_model")
         behaviour = self.state.behaviour(token)
+        max_mode = chat.model_details.max_mode
+        if model in behaviour.max_only and not max_mode:
+            raise cursor_error("max_mode_required")
+        if model in behaviour.no_max and max_mode:
+            raise cursor_error("no_max_mode")
         if behaviour.fail_next > 0:
             behaviour.fail_next -= 1
             FAULT.get({})["http_status"] = 503
@@ -158,6 +165,12 @@ class SimChatService:
         raise ConnectError(Code.UNIMPLEMENTED, "not simulated")
 
 
+def display_name(model: str) -> str:
+    """A display name as Cursor's look: "claude-4.5-sonnet-thinking" -> "Claude 4.5 Sonnet Thinking"."""
+    words = model.replace("-", " ").split()
+    return " ".join(w.upper() if w in ("gpt", "xhigh") else w[:1].upper() + w[1:] for w in words)
+
+
 class SimAiService:
     def __init__(self, settings: SimulatorSettings, state: SimState) -> None:
         self.checks = Checks(settings, state)
@@ -168,6 +181,7 @@ class SimAiService:
     ) -> models_pb2.AvailableModelsResponse:
         token = self.checks.token(ctx)
         names = self.state.models_for(token)
+        behaviour = self.state.behaviour(token)
         Model = models_pb2.AvailableModelsResponse.AvailableModel
         return models_pb2.AvailableModelsResponse(
             model_names=names,
@@ -179,8 +193,11 @@ class SimAiService:
                     supports_thinking=name.endswith(THINKING_SUFFIX),
                     supports_images=True,
                     context_token_limit=1_000_000 if "-1m" in name else 200_000,
-                    client_display_name=name,
+                    client_display_name=display_name(name),
                     server_model_name=name,
+                    supports_max_mode=name not in behaviour.no_max,
+                    supports_non_max_mode=name not in behaviour.max_only,
+                    context_token_limit_for_max_mode=0 if name in behaviour.no_max else 1_000_000,
                 )
                 for name in names
             ],
