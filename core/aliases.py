@@ -237,7 +237,7 @@ class AliasTable:
         name = check_name(name)
         alias = Alias(name, check_targets(name, targets), ADMIN)
         layers = {**self._layers, ADMIN: {**self._layers[ADMIN], name: alias}}
-        self._check(layers)
+        self._check(layers, name)
         if apply:
             self._layers = layers
         return alias
@@ -294,11 +294,14 @@ class AliasTable:
         return None
 
     @classmethod
-    def _check(cls, layers: Mapping[str, Mapping[str, Alias]]) -> None:
+    def _check(cls, layers: Mapping[str, Mapping[str, Alias]], changed: str = "") -> None:
+        """Refuses a table with a cycle; the message walks it from `changed` when that is on it."""
+
         def targets_of(name: str) -> tuple[str, ...] | None:
             alias = cls._lookup(layers, name)
             return alias.targets if alias is not None else None
 
-        cycle = find_cycle(targets_of, sorted({n for layer in layers.values() for n in layer}))
+        names = sorted({n for layer in layers.values() for n in layer})
+        cycle = find_cycle(targets_of, [changed, *names] if changed else names)
         if cycle is not None:
             raise AliasError(f"alias cycle: {' -> '.join(cycle)}; an alias may not lead back to itself.")

@@ -64,11 +64,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         if served.max_mode:
             request.max_mode = True
         self._resolve_variant(request)
-        shown = served.requested if not served.via else f"{served.requested}' (an alias of '{request.model}"
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
+            shown = f"'{served.requested}'"
+            if served.via:
+                shown += f" (an alias of '{request.model}')"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
-                f"The model '{shown}' does not exist or is not offered by any account.",
+                f"The model {shown} does not exist or is not offered by any account.",
                 param="model",
             )
         self.licenses.authorize(lic, request.model, served.via)

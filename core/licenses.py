@@ -112,10 +112,10 @@ class LicenseRegistry:
 
     def authorize(self, lic: License, model: str, via: Sequence[str] = ()) -> None:
         if not lic.admits(model, via):
-            shown = f"{via[0]}' (served by '{model}" if via else model
+            shown = f"'{via[0]}' (served by '{model}')" if via else f"'{model}'"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_ALLOWED,
-                f"This license may not use the model '{shown}'.",
+                f"This license may not use the model {shown}.",
                 param="model",
             )
         if lic.request_quota is not None and lic.requests_used >= lic.request_quota:

@@ -30,10 +30,10 @@ class Served:
 
 
 def max_mode_required(requested: str, model: str) -> GatewayError:
-    shown = requested if requested == model else f"{requested}' (served by '{model}"
+    shown = f"'{requested}'" if requested == model else f"'{requested}' (served by '{model}')"
     return GatewayError(
         Code.ERROR_CODE_MAX_MODE_REQUIRED,
-        f"The model '{shown}' is served only in Cursor's Max mode: ask for '{requested}{MAX_SUFFIX}' "
+        f"The model {shown} is served only in Cursor's Max mode: ask for '{requested}{MAX_SUFFIX}' "
         'instead, or add "max_mode": true to the request body.',
         param="model",
     )
