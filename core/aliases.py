@@ -158,19 +158,20 @@ def check_targets(name: str, targets: object) -> tuple[str, ...]:
     return checked
 
 
-def parse_aliases(text: str, source: str = "CURSORGATE_MODEL_ALIASES") -> dict[str, tuple[str, ...]]:
-    """`{"alias": "model"}` or `{"alias": ["first choice", "fallback"]}`; blank: no aliases."""
+def parse_aliases(text: str) -> dict[str, tuple[str, ...]]:
+    """`{"alias": "model"}` or `{"alias": ["first choice", "fallback"]}`; blank: no aliases.
+    Errors do not name the setting: the caller does (see config.settings_problems)."""
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise AliasError(
-            f"{source}: not valid JSON ({err.msg} at position {err.pos}); "
+            f"not valid JSON ({err.msg} at position {err.pos}); "
             'expected an object like {"my-model": "claude-4.5-sonnet", "fast": ["gpt-5.2-fast", "gpt-5.2"]}.'
         ) from None
     if not isinstance(data, dict):
-        raise AliasError(f'{source}: expected a JSON object like {{"my-model": "claude-4.5-sonnet"}}.')
+        raise AliasError('expected a JSON object like {"my-model": "claude-4.5-sonnet"}.')
     table = {check_name(name): check_targets(name, targets) for name, targets in data.items()}
     return table
 

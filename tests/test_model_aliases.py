@@ -283,13 +283,13 @@ def start_core_expecting_failure(tmp: Path, aliases: str) -> str:
 @pytest.mark.parametrize(
     ("aliases", "expected"),
     [
-        ('{"broken": ', "CURSORGATE_MODEL_ALIASES: CURSORGATE_MODEL_ALIASES: not valid JSON"),
+        ('{"broken": ', "CURSORGATE_MODEL_ALIASES: not valid JSON (Expecting value at position 11)"),
         ('{"a": "b", "b": "a"}', "CURSORGATE_MODEL_ALIASES: alias cycle: a -> b -> a"),
         (
             '{"claude-4.5-sonnet": "claude-3.5-sonnet"}',
             "alias cycle: claude-3.5-sonnet -> claude-4.5-sonnet -> claude-3.5-sonnet",
         ),
-        ('["gpt-5.2"]', "expected a JSON object"),
+        ('["gpt-5.2"]', "CURSORGATE_MODEL_ALIASES: expected a JSON object"),
     ],
 )
 def test_a_bad_alias_table_stops_core_with_a_clear_error(tmp_path: Path, aliases: str, expected: str) -> None:
