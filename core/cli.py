@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import CoreSettings
+from core.config import load_settings
 from core.ide_token import TokenNotFound, default_db_path, read_token
 from core.secrets import new_license
 
@@ -39,7 +39,7 @@ async def _spawn(module: str, env: dict[str, str]) -> asyncio.subprocess.Process
 
 async def _run_all() -> int:
     """Core and facade as two processes (plus the simulator when no Cursor token is set)."""
-    settings = CoreSettings()
+    settings = load_settings()
     env = dict(os.environ)
     procs: list[tuple[str, asyncio.subprocess.Process]] = []
     notes: list[str] = []
@@ -128,7 +128,7 @@ async def _add_account(token: str, label: str) -> int:
 
     from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
-    settings = CoreSettings()
+    settings = load_settings()
     if settings.admin_key is None:
         print(
             "cursorgate: set CURSORGATE_ADMIN_KEY to add the token through core's admin API", file=sys.stderr
@@ -155,7 +155,7 @@ async def _add_account(token: str, label: str) -> int:
 async def _migrate() -> int:
     from core.store import connect
 
-    engine = await connect(CoreSettings().database_url)
+    engine = await connect(load_settings().database_url)
     await engine.dispose()
     print("cursorgate: database schema is up to date")
     return 0

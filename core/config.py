@@ -9,8 +9,10 @@ import os
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.aliases import AliasTable, parse_aliases
 
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
@@ -120,6 +122,21 @@ class CoreSettings(BaseSettings):
             return self.agent_url
         return DEFAULT_AGENT_URL if self.upstream_url == DEFAULT_UPSTREAM_URL else self.upstream_url
 
+    # Model aliases on top of the built-in ones (core/aliases.py), JSON:
+    # {"alias": "model"} or {"alias": ["first choice", "fallback"]}. Checked at start.
+    model_aliases: str = ""
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _check_aliases(cls, value: str) -> str:
+        # Parsed again where used; here so that a bad table stops core at start with a clear error.
+        AliasTable(env=parse_aliases(value))
+        return value
+
+    @cached_property
+    def alias_table(self) -> dict[str, tuple[str, ...]]:
+        return parse_aliases(self.model_aliases)
+
     @field_validator("licenses", mode="before")
     @classmethod
     def _split_licenses(cls, value: object) -> object:
@@ -130,3 +147,21 @@ class CoreSettings(BaseSettings):
     @cached_property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def settings_problems(err: ValidationError) -> str:
+    """A ValidationError as one line per variable, without the values (they may be secrets)."""
+    lines = []
+    for problem in err.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        name = "CURSOR_TOKEN" if field == "cursor_token" else f"CURSORGATE_{field.upper()}"
+        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def load_settings() -> CoreSettings:
+    """The settings, or a clean exit naming each bad variable (no traceback, no values)."""
+    try:
+        return CoreSettings()
+    except ValidationError as err:
+        raise SystemExit(f"cursorgate core: invalid configuration:\n{settings_problems(err)}") from None

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
+from core.aliases import AliasError, AliasTable
 from core.auth.cursor_auth import CursorAuth
 from core.auth.renewal import Renewer
 from core.catalog import seed_catalog
@@ -23,6 +24,7 @@ from core.config import CoreSettings
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
+from core.resolve import ModelResolver
 from core.router import Router
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
@@ -63,6 +65,7 @@ class Core:
     refresher: Refresher
     discovery: Discovery
     renewer: Renewer
+    aliases: AliasTable | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -76,7 +79,12 @@ class Core:
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
         self.refresher.start()
         sync = sync_forever(
-            self.store, self.licenses, self.pool, self.journal, self.settings.store_sync_interval
+            self.store,
+            self.licenses,
+            self.pool,
+            self.journal,
+            self.settings.store_sync_interval,
+            self.aliases,
         )
         self._tasks.append(asyncio.create_task(sync, name="store-sync"))
         return port
@@ -124,13 +132,21 @@ async def build(settings: CoreSettings) -> Core:
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
     renewer = Renewer(settings, pool, CursorAuth(settings))
+    try:
+        aliases = AliasTable(env=settings.alias_table, admin=await store.aliases())
+    except AliasError as err:
+        await store.close()
+        raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
+    resolver = ModelResolver(pool, catalog, aliases)
     router = Router(pool, upstream, settings.upstream_attempts, renewer)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, resolver=resolver)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(licenses, pool, catalog, resolver), server
+    )
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    office = Backoffice(licenses, pool, store, journal, refresher, renewer)
+    office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -150,6 +166,7 @@ async def build(settings: CoreSettings) -> Core:
         refresher,
         discovery,
         renewer,
+        aliases,
     )
 
 

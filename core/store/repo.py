@@ -21,7 +21,7 @@ from core.store.convert import (
 )
 from core.store.db import connect
 from core.store.secretbox import SecretBox
-from core.store.tables import AccountRow, LicenseRow, RequestLogRow
+from core.store.tables import AccountRow, AliasRow, LicenseRow, RequestLogRow
 
 
 class DuplicateAccount(Exception):
@@ -40,6 +40,8 @@ class RequestEntry:
     completion_tokens: int = 0
     outcome: str = "ok"
     stream: bool = False
+    # What the caller asked for when an alias, "-max" suffix or variant changed it ("" if not).
+    requested_model: str = ""
     id: int = 0
 
 
@@ -161,6 +163,21 @@ class Store:
     async def remove_account(self, account_id: str) -> None:
         async with self._session.begin() as session:
             await session.execute(delete(AccountRow).where(AccountRow.id == account_id))
+
+    # --- model aliases (the admin layer; see core/aliases.py) ---
+
+    async def aliases(self) -> dict[str, tuple[str, ...]]:
+        async with self._session() as session:
+            rows = await session.scalars(select(AliasRow).order_by(AliasRow.name))
+            return {row.name: tuple(row.targets) for row in rows}
+
+    async def set_alias(self, name: str, targets: tuple[str, ...], at: float) -> None:
+        async with self._session.begin() as session:
+            await session.merge(AliasRow(name=name, targets=list(targets), updated_at=at))
+
+    async def delete_alias(self, name: str) -> None:
+        async with self._session.begin() as session:
+            await session.execute(delete(AliasRow).where(AliasRow.name == name))
 
     # --- request log ---
 

@@ -76,3 +76,16 @@ class RequestLogRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(64), default="ok")
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Migration 0002_aliases: the name the caller sent when it differs from `model`.
+    requested_model: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AliasRow(Base):
+    """Model aliases set through the admin API (migration 0002_aliases)."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The target names, in order.
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)
