@@ -18,6 +18,7 @@ from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.structured import add_instruction, is_strict, strict_events, validate_format
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -51,6 +52,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        validate_format(request)
         self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
             raise GatewayError(
@@ -62,6 +64,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.licenses.record_use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        add_instruction(request)
         return lic
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
@@ -73,9 +76,17 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
-    async def _events(
+    def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        if is_strict(request):  # validated, and repaired once, by core.structured
+            return strict_events(request, lambda r: self._round(r, context))
+        return self._round(request, context)
+
+    async def _round(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """One upstream answer, shaped: stop sequences, max_tokens, usage and finish."""
         shaper = AnswerShaper(request)
         upstream = self.router.stream(request, context.time_remaining())
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]

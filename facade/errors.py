@@ -85,6 +85,10 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_UPSTREAM_ERROR: HttpError(502, SERVER_ERROR, "upstream_error"),
     ErrorCode.ERROR_CODE_UPSTREAM_TIMEOUT: HttpError(504, SERVER_ERROR, "upstream_timeout"),
     ErrorCode.ERROR_CODE_INTERNAL: HttpError(500, SERVER_ERROR, "internal_error"),
+    # The model could not be held to a strict response schema (one repair round was tried): the
+    # upstream's failure, like any answer that is not what was asked for.
+    ErrorCode.ERROR_CODE_OUTPUT_INVALID: HttpError(502, SERVER_ERROR, "output_schema_mismatch"),
+    ErrorCode.ERROR_CODE_RESPONSE_NOT_FOUND: HttpError(404, INVALID_REQUEST, "response_not_found"),
 }
 
 # A failure without ErrorInfo did not come from core's own logic (core down, deadline hit on
