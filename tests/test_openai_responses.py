@@ -423,6 +423,29 @@ def test_malformed_requests_get_openai_errors(
         assert error["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"metadata": {"k": "\ud800"}}, "metadata.k"),
+        ({"prompt_cache_key": "a\udfffb"}, "prompt_cache_key"),
+        ({"input": [{"role": "user", "content": "x", "note": "\ud800"}]}, "input[0].note"),
+        ({"input": [{"role": "user", "content": "x", "big": 2**70}]}, None),
+    ],
+)
+def test_values_json_cannot_write_back_are_refused(
+    stack: Stack, extra: dict[str, Any], param: str | None
+) -> None:
+    raw = json.dumps({"model": "gpt-5.2", "input": "x"} | extra)
+    reply = httpx.post(
+        f"{stack.base_url}/responses",
+        content=raw,
+        headers=auth(stack) | {"content-type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param
+
+
 def test_not_json_and_no_license(stack: Stack) -> None:
     reply = httpx.post(f"{stack.base_url}/responses", content=b"{nope", headers=auth(stack), timeout=30)
     assert reply.status_code == 400 and reply.json()["error"]["type"] == "invalid_request_error"

@@ -90,6 +90,19 @@ async def _history(request: Request, metadata: Metadata, previous_id: str) -> li
         ) from None
 
 
+def _check_encodable(body: CreateResponseRequest) -> None:
+    """Parts of the request are echoed and stored as JSON, not only sent as protobuf: refuse what
+    JSON can spell but cannot be written back (unpaired surrogates, integers beyond 64 bits)."""
+    dumped = body.model_dump(exclude_none=True)
+    try:
+        orjson.dumps(dumped)
+    except orjson.JSONEncodeError:
+        failure = invalid_unicode(dumped)
+        if failure.param is None:
+            failure = OpenAIError(400, "Invalid request body: a number is out of range.")
+        raise failure from None
+
+
 Saver = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -130,6 +143,7 @@ def _saver(
     },
 )
 async def create_response(body: CreateResponseRequest, request: Request) -> Response:
+    _check_encodable(body)
     core = _core(request)
     timeout = _settings(request).request_timeout
     response_id = new_id("resp")
