@@ -14,10 +14,14 @@ from typing import Any, Literal
 import httpx
 import openai
 import pytest
+from google.protobuf.json_format import MessageToDict
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
 from core.structured import check, strip_fences
+from cursorgate.v1 import chat_pb2
+from facade.convert import to_chat_request
+from facade.schemas import ChatCompletionRequest
 from tests.procs import Stack
 
 
@@ -194,6 +198,57 @@ def test_langchain_with_structured_output(stack: Stack) -> None:
         model="gpt-5.2", base_url=stack.base_url, api_key=SecretStr(stack.license), max_retries=0
     )
     assert llm.with_structured_output(Weather).invoke("Weather in Rome?") == EXPECTED
+
+
+class Place(BaseModel):
+    name: str
+    country: str | None
+
+
+class Trip(BaseModel):
+    origin: Place
+    stops: list[Place]
+    nights: int | None
+
+
+def test_nested_models_with_refs_and_optionals(client: openai.OpenAI) -> None:
+    """pydantic writes `$defs`/`$ref` and `anyOf` with null: the simulator and the validator follow both."""
+    completion = client.chat.completions.parse(
+        model="gpt-5.2", messages=[{"role": "user", "content": "Plan a trip"}], response_format=Trip
+    )
+    assert completion.choices[0].message.parsed == Trip(
+        origin=Place(name="sim-name", country="sim-country"), stops=[], nights=1
+    )
+
+
+def test_chat_response_format_reaches_the_chat_request() -> None:
+    body = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "city",
+                    "description": "A city",
+                    "schema": CITY_SCHEMA,
+                    "strict": True,
+                },
+            },
+        }
+    )
+    fmt = to_chat_request(body, "id").response_format
+    assert fmt.type == chat_pb2.ResponseFormat.TYPE_JSON_SCHEMA
+    assert (fmt.name, fmt.description, fmt.strict) == ("city", "A city", True)
+    assert MessageToDict(fmt.schema) == CITY_SCHEMA
+    plain = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"},
+        }
+    )
+    assert to_chat_request(plain, "id").response_format.type == chat_pb2.ResponseFormat.TYPE_JSON_OBJECT
 
 
 # --- responses ------------------------------------------------------------------------------------
