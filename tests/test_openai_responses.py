@@ -500,6 +500,18 @@ async def test_openai_agents_default_agent_with_tool_and_output_type(stack: Stac
     assert outputs and "shipped yesterday" in str(outputs[0].output)
 
 
+@pytest.mark.asyncio
+async def test_openai_agents_streamed_run(stack: Stack) -> None:
+    set_tracing_disabled(True)
+    default = openai.AsyncOpenAI(base_url=stack.base_url, api_key=stack.license, max_retries=0)
+    set_default_openai_client(default)
+    agent = Agent(name="support", tools=[lookup_order], model="gpt-5.2", output_type=OrderStatus)
+    run = Runner.run_streamed(agent, "Please lookup_order for order 9", max_turns=4)
+    kinds = [event.type async for event in run.stream_events()]
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+    assert run.final_output == OrderStatus(order_id="sim-order_id", status="sim-status")
+
+
 def test_langchain_chat_openai_use_responses_api(stack: Stack) -> None:
     llm = ChatOpenAI(
         model="gpt-5.2",

@@ -277,6 +277,24 @@ def test_responses_json_schema_stream(client: openai.OpenAI) -> None:
     assert done.response.model_dump()["text"]["format"]["type"] == "json_schema"
 
 
+def test_responses_strict_failure_after_reasoning_is_response_failed(client: openai.OpenAI) -> None:
+    events = list(
+        client.responses.create(
+            model="claude-4.5-sonnet-thinking",
+            input="Which city?\nsim: json=always_broken",
+            text={"format": {"type": "json_schema", "name": "city", "schema": CITY_SCHEMA, "strict": True}},
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert "response.reasoning_summary_text.delta" in kinds  # the stream had started
+    assert "response.output_text.delta" not in kinds
+    failed = events[-1]
+    assert failed.type == "response.failed" and failed.response.error is not None
+    assert failed.response.error.code == "server_error"  # OpenAI's closed set of codes
+    assert failed.response.error.message.startswith("The model's answer did not conform")
+
+
 # --- core.structured in process -------------------------------------------------------------------
 
 

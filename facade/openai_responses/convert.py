@@ -296,5 +296,11 @@ INCOMPLETE: dict[int, str] = {
 }
 
 
-def error_object(code: str | None, message: str) -> dict[str, Any]:
-    return {"code": code or "server_error", "message": message}
+# `response.error.code` is a closed set in OpenAI's API (typed clients may refuse others): ours map
+# onto it; the message keeps the detail.
+RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "insufficient_quota"})
+
+
+def error_object(failure: OpenAIError) -> dict[str, Any]:
+    code = "rate_limit_exceeded" if failure.code in RATE_LIMIT_CODES else "server_error"
+    return {"code": code, "message": failure.message, "type": failure.type, "param": failure.param}

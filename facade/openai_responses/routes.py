@@ -217,9 +217,9 @@ async def _frames(
     except grpc.aio.AioRpcError as error:
         # Headers are gone: the failure travels in-band, as the response's error.
         failure = from_grpc_error(error)
-        yield sse_frame(events.failed(error_object(failure.code, failure.message)))
+        yield sse_frame(events.failed(error_object(failure)))
     except OpenAIError as failure:
-        yield sse_frame(events.failed(error_object(failure.code, failure.message)))
+        yield sse_frame(events.failed(error_object(failure)))
     finally:
         call.cancel()
 
