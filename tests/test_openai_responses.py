@@ -368,6 +368,7 @@ def test_store_is_per_license_bounded_and_expiring(bounded: Stack) -> None:
 
 IMAGE_BY_FILE_ID = {"type": "input_image", "file_id": "file-1"}
 SCHEMA_WITHOUT_SCHEMA = {"type": "json_schema", "name": "a"}
+PDF = {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}
 
 # --- malformed input ------------------------------------------------------------------------------
 
@@ -387,6 +388,7 @@ SCHEMA_WITHOUT_SCHEMA = {"type": "json_schema", "name": "a"}
             "input[0].content[0].image_url",
         ),
         ({"model": "gpt-5.2", "input": "x", "text": {"format": SCHEMA_WITHOUT_SCHEMA}}, 400, None),
+        ({"model": "gpt-5.2", "input": [{"role": "user", "content": [PDF]}]}, 400, "input[0].content[0]"),
         ({"model": "gpt-5.2", "input": "x", "temperature": 3}, 400, "temperature"),
         ({"model": "gpt-5.2", "input": "x", "max_output_tokens": 0}, 400, "max_output_tokens"),
         ({"model": "gpt-5.2", "input": "x", "background": True}, 400, "background"),

@@ -85,6 +85,12 @@ def _message(item: MessageItem, param: str) -> chat_pb2.Message:
                     param=f"{param}.content[{j}].image_url",
                 )
             out.content.add(image=chat_pb2.Image(url=part.image_url, detail=part.detail or ""))
+        else:
+            raise OpenAIError(
+                400,
+                "File inputs ('input_file') are not supported by this gateway.",
+                param=f"{param}.content[{j}]",
+            )
     return out
 
 

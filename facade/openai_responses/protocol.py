@@ -56,6 +56,16 @@ class InputImage(_Model):
     detail: Literal["auto", "low", "high"] | None = None
 
 
+class InputFile(_Model):
+    """Accepted by the schema so that the refusal names the part (see convert.py)."""
+
+    type: Literal["input_file"]
+    file_id: str | None = None
+    file_data: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+
+
 class OutputText(_Model):
     type: Literal["output_text"]
     text: str
@@ -67,7 +77,9 @@ class Refusal(_Model):
     refusal: str
 
 
-ContentPart = Annotated[InputText | InputImage | OutputText | Refusal, Field(discriminator="type")]
+ContentPart = Annotated[
+    InputText | InputImage | InputFile | OutputText | Refusal, Field(discriminator="type")
+]
 
 
 # --- input items ---------------------------------------------------------------------------------
