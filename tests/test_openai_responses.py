@@ -4,6 +4,7 @@ LangChain, raw HTTP (Codex CLI's request) and, when npm is available, the openai
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -547,14 +548,14 @@ console.log(JSON.stringify({ plain: plain.output_text, streamed, call: call.outp
 """
 
 
-@pytest.fixture(scope="module")
-def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def npm_project(tmp_path_factory: pytest.TempPathFactory, *packages: str) -> Path:
+    """A temporary folder with `packages` installed; skips (visibly) without npm or a registry."""
     if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("npm/node not installed: the openai Node SDK test is skipped")
-    folder = tmp_path_factory.mktemp("node-openai")
+        pytest.skip("npm/node not installed: the Node client test is skipped")
+    folder = tmp_path_factory.mktemp("node")
     (folder / "package.json").write_text('{"type": "module", "private": true}')
     install = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent", "openai@^6"],
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -562,26 +563,78 @@ def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     if install.returncode != 0:
-        pytest.skip(f"npm install openai failed (offline?): {install.stderr[-300:]}")
+        pytest.skip(f"npm install {' '.join(packages)} failed (offline?): {install.stderr[-300:]}")
     return folder
 
 
-def test_openai_node_sdk_responses(stack: Stack, node_openai: Path) -> None:
-    script = node_openai / "responses.mjs"
-    script.write_text(NODE_SCRIPT)
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "BASE_URL": stack.base_url, "API_KEY": stack.license}
+def run_node(stack: Stack, folder: Path, source: str) -> Any:
+    """Runs `source` as an ES module in `folder`; returns the JSON its last output line holds."""
+    script = folder / "script.mjs"
+    script.write_text(source)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BASE_URL": stack.base_url,
+        "API_KEY": stack.license,
+    }
     run = subprocess.run(
-        ["node", str(script)],
-        cwd=node_openai,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
+        ["node", str(script)], cwd=folder, capture_output=True, text=True, timeout=120, env=env, check=False
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return npm_project(tmp_path_factory, "openai@^6")
+
+
+def test_openai_node_sdk_responses(stack: Stack, node_openai: Path) -> None:
+    result = run_node(stack, node_openai, NODE_SCRIPT)
     assert result["plain"] == "Simulated gpt-5.2 answer. You said: hello from node"
     assert result["streamed"] == "node stream"
     assert result["call"]["type"] == "function_call" and result["call"]["name"] == "get_current_weather"
     assert json.loads(result["call"]["arguments"]) == {"location": "sim-location"}
+
+
+AI_SDK_SCRIPT = """
+import { createOpenAI } from "@ai-sdk/openai";
+import { generateText, generateObject, streamText, tool, stepCountIs } from "ai";
+import { z } from "zod";
+// The default provider, openai(model), speaks the Responses API.
+const openai = createOpenAI({ baseURL: process.env.BASE_URL, apiKey: process.env.API_KEY });
+const out = {};
+out.plain = (await generateText({ model: openai("gpt-5.2"), prompt: "hello from the ai sdk" })).text;
+const streamed = streamText(
+  { model: openai("claude-4.5-sonnet-thinking"), prompt: "sim: text=ai_sdk_stream" });
+out.stream = "";
+for await (const delta of streamed.textStream) out.stream += delta;
+out.reasoning = (await streamed.reasoningText) ?? null;
+const weather = tool({
+  description: "Get the weather", inputSchema: z.object({ location: z.string() }),
+  execute: async ({ location }) => `21 degrees in ${location}`,
+});
+const withTools = await generateText({
+  model: openai("gpt-5.2"), prompt: "Use get_current_weather for Oslo",
+  tools: { get_current_weather: weather }, stopWhen: stepCountIs(3),
+});
+out.tools = withTools.text;
+out.object = (await generateObject({
+  model: openai("gpt-5.2"), prompt: "Weather?", schema: z.object({ city: z.string(), celsius: z.number() }),
+})).object;
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.fixture(scope="module")
+def node_ai_sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return npm_project(tmp_path_factory, "ai@^6", "@ai-sdk/openai@^3", "zod@^4")
+
+
+def test_vercel_ai_sdk_openai_provider(stack: Stack, node_ai_sdk: Path) -> None:
+    result = run_node(stack, node_ai_sdk, AI_SDK_SCRIPT)
+    assert result["plain"] == "Simulated gpt-5.2 answer. You said: hello from the ai sdk"
+    assert result["stream"] == "ai sdk stream"
+    assert result["reasoning"].startswith("Considering the request")
+    assert result["tools"].startswith("The tools answered: get_current_weather")
+    assert "21 degrees in sim-location" in result["tools"]
+    assert result["object"] == {"city": "sim-city", "celsius": 1.5}
