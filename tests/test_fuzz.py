@@ -2,7 +2,8 @@
 
 The real stack (simulator, core, facade) answers every generated request; the only things that
 count as failures are a 5xx, an answer slower than the hang bound, an error body that is not
-OpenAI's schema, or a 200 stream that does not end with `[DONE]`. Valid model names are mixed
+OpenAI's schema, or a 200 stream that does not end with `[DONE]` (on `/responses`: with
+`response.completed`, `incomplete` or `failed`). Valid model names are mixed
 in so that positive cases travel the whole path to the simulator and back.
 
 Then hypothesis property tests of core's converters, in process: build_request takes any valid
