@@ -20,6 +20,7 @@ from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.structured import add_instruction, is_strict, strict_events, validate_format
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -59,6 +60,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         returns the license and the model name the caller asked for."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        validate_format(request)
         served = self.resolver.resolve(request.model, request.max_mode)
         request.model = served.model
         if served.max_mode:
@@ -78,6 +80,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.licenses.record_use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        add_instruction(request)
         return lic, served.requested
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
@@ -89,9 +92,17 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
-    async def _events(
+    def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        if is_strict(request):  # validated, and repaired once, by core.structured
+            return strict_events(request, lambda r: self._round(r, context))
+        return self._round(request, context)
+
+    async def _round(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """One upstream answer, shaped: stop sequences, max_tokens, usage and finish."""
         shaper = AnswerShaper(request)
         upstream = self.router.stream(request, context.time_remaining())
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]

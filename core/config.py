@@ -107,6 +107,10 @@ class CoreSettings(BaseSettings):
     store_flush_interval: float = 0.5
     # Rows of the request log kept; older ones are deleted.
     request_log_max_rows: int = 10_000
+    # Responses API objects kept for `previous_response_id` and GET (`store: true`): at most this
+    # many (oldest go first), each for this many seconds (OpenAI keeps them 30 days).
+    response_store_max_rows: int = 10_000
+    response_store_ttl: float = 30 * 86_400.0
 
     @field_validator("upstream_dialect")
     @classmethod

@@ -26,6 +26,8 @@ _STATUS: dict[int, grpc.StatusCode] = {
     Code.ERROR_CODE_UPSTREAM_ERROR: grpc.StatusCode.INTERNAL,
     Code.ERROR_CODE_INTERNAL: grpc.StatusCode.INTERNAL,
     Code.ERROR_CODE_MAX_MODE_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
+    Code.ERROR_CODE_OUTPUT_INVALID: grpc.StatusCode.INTERNAL,
+    Code.ERROR_CODE_RESPONSE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
 
 

@@ -25,14 +25,25 @@ from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.resolve import ModelResolver
+from core.response_service import ResponseStoreService
 from core.router import Router
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
+from core.store.responses import ResponseRepo
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
 from core.upstream.discovery import Discovery
 from core.upstream.tokens import normalize_token
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
+from cursorgate.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    responses_pb2,
+    responses_pb2_grpc,
+)
 
 log = logging.getLogger("cursorgate.core")
 
@@ -40,6 +51,7 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    responses_pb2.DESCRIPTOR.services_by_name["ResponseStoreService"].full_name,
 )
 
 # Keepalive so idle facade connections survive proxies and dead peers are noticed.
@@ -148,6 +160,10 @@ async def build(settings: CoreSettings) -> Core:
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
+    responses = ResponseRepo(store.engine, settings.response_store_max_rows, settings.response_store_ttl)
+    responses_pb2_grpc.add_ResponseStoreServiceServicer_to_server(
+        ResponseStoreService(licenses, responses), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

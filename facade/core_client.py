@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc
+from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc, responses_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next
 # request; unlimited pings without data because a stream may stay quiet while a model thinks.
@@ -30,6 +30,7 @@ class CoreClient:
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.responses = responses_pb2_grpc.ResponseStoreServiceStub(self.channel)
 
     def state(self) -> str:
         """Channel connectivity, e.g. "ready", "idle", "transient_failure"."""

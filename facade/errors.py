@@ -87,6 +87,10 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INTERNAL: HttpError(500, SERVER_ERROR, "internal_error"),
     # The caller can fix it (the message says how: a "-max" suffix or max_mode): a 400.
     ErrorCode.ERROR_CODE_MAX_MODE_REQUIRED: HttpError(400, INVALID_REQUEST, "max_mode_required"),
+    # The model could not be held to a strict response schema (one repair round was tried): the
+    # upstream's failure, like any answer that is not what was asked for.
+    ErrorCode.ERROR_CODE_OUTPUT_INVALID: HttpError(502, SERVER_ERROR, "output_schema_mismatch"),
+    ErrorCode.ERROR_CODE_RESPONSE_NOT_FOUND: HttpError(404, INVALID_REQUEST, "response_not_found"),
 }
 
 # A failure without ErrorInfo did not come from core's own logic (core down, deadline hit on
