@@ -48,7 +48,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.catalog = catalog
         self.request_log = request_log
 
-    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
+    async def _admit(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
         self._resolve_variant(request)
@@ -59,7 +61,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
                 param="model",
             )
         self.licenses.authorize(lic, request.model)
-        self.licenses.record_use(lic)
+        await self.licenses.use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic
@@ -93,7 +95,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         started = time.monotonic()
         meter = Meter(self.request_log, stream=True)
         try:
-            meter.license = self._admit(request, context)
+            meter.license = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
@@ -117,7 +119,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     ) -> chat_pb2.ChatResponse:
         meter = Meter(self.request_log, stream=False)
         try:
-            meter.license = self._admit(request, context)
+            meter.license = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 response = await aggregate(request, self._events(request, context))
             meter.usage.CopyFrom(response.usage)

@@ -23,6 +23,7 @@ from core.model_service import ModelService
 from core.refresh import Refresher
 from core.router import Router
 from core.store import Journal, Store
+from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
@@ -107,7 +108,10 @@ async def build(settings: CoreSettings) -> Core:
     await _seed(store, settings)
     journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
     licenses = LicenseRegistry(
-        await store.licenses(), on_use=journal.count_use, max_concurrent=settings.license_max_concurrent
+        await store.licenses(),
+        on_use=journal.count_use,
+        max_concurrent=settings.license_max_concurrent,
+        charge=QuotaLedger(store, journal).charge,
     )
     pool = AccountPool(await store.accounts(), listener=journal.account_changed)
     upstream = CursorClient(settings)
