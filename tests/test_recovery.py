@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health, health_pb2_grpc
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.errors import Code, GatewayError
@@ -28,6 +29,7 @@ from core.licenses import License, LicenseRegistry
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from cursorgate.v1 import models_pb2, models_pb2_grpc
+from facade.core_client import DOWN_AFTER_S, CoreClient
 from facade.errors import from_error_info
 from tests.procs import ROOT, free_port
 from tests.store_backends import BACKENDS, database_url, distinct_token
@@ -439,3 +441,37 @@ async def test_quota_refuses_retryably_without_its_store(tmp_path: Path) -> None
     answer = from_error_info(refused.value.to_info())
     assert (answer.status, answer.code, answer.headers) == (503, "store_unavailable", {"Retry-After": "1"})
     assert lic.requests_used == 0
+
+
+async def test_facade_link_tells_up_reconnecting_down_and_reconnects_by_itself() -> None:
+    """No request in between: the channel finds a restarted core on its own."""
+    port = free_port()
+
+    async def serve() -> grpc.aio.Server:
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        return server
+
+    async def link_becomes(expected: str) -> None:
+        async with asyncio.timeout(10):
+            while client.link() != expected:
+                await asyncio.sleep(0.02)
+
+    server = await serve()
+    client = CoreClient(f"127.0.0.1:{port}")
+    try:
+        await link_becomes("up")
+        await server.stop(None)
+        await link_becomes("reconnecting")
+        assert client.lost_at is not None
+        client.lost_at -= DOWN_AFTER_S  # as if it had been away that long
+        assert client.link() == "down"
+        server = await serve()
+        started = time.monotonic()
+        await link_becomes("up")
+        assert time.monotonic() - started < 3  # retries every 0.25 s, not gRPC's up to 120 s
+    finally:
+        await client.close()
+        await server.stop(None)
