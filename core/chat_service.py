@@ -53,7 +53,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.request_log = request_log
         self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
 
-    def _admit(
+    async def _admit(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[License, str]:
         """Checks the call and rewrites `request.model` (and `max_mode`) to what will serve;
@@ -77,7 +77,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             )
         self.licenses.authorize(lic, request.model, served.via)
         self.resolver.check_max_mode(served, request.model, request.max_mode)
-        self.licenses.record_use(lic)
+        await self.licenses.use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         add_instruction(request)
@@ -121,7 +121,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=True)
         requested = request.model
         try:
-            meter.license, requested = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
@@ -146,7 +146,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=False)
         requested = request.model
         try:
-            meter.license, requested = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 response = await aggregate(request, self._events(request, context), requested)
             meter.usage.CopyFrom(response.usage)

@@ -169,3 +169,24 @@ def load_settings() -> CoreSettings:
         return CoreSettings()
     except ValidationError as err:
         raise SystemExit(f"cursorgate core: invalid configuration:\n{settings_problems(err)}") from None
+
+
+class SupervisorSettings(BaseSettings):
+    """`cursorgate run`'s restart policy (the supervisor only; the children ignore these)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CURSORGATE_", env_file=os.environ.get("CURSORGATE_ENV_FILE", ".env"), extra="ignore"
+    )
+
+    # Seconds before the first restart of a child that died; doubled for each further crash
+    # within the crash-loop window, up to restart_backoff_max.
+    restart_backoff: float = Field(default=0.5, ge=0)
+    restart_backoff_max: float = Field(default=30.0, ge=0)
+    # This many crashes of one child within crash_loop_window seconds end the run (exit 1).
+    crash_loop_crashes: int = Field(default=5, ge=1)
+    crash_loop_window: float = Field(default=60.0, gt=0)
+    # Seconds a (re)started child has to answer its readiness probe before it counts as crashed.
+    start_timeout: float = Field(default=60.0, gt=0)
+    # JSON file the supervisor keeps its children's state in (the facade's /healthz reads it);
+    # empty: a file in a private temporary directory, removed at exit.
+    supervisor_status_file: str = ""

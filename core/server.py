@@ -28,6 +28,7 @@ from core.resolve import ModelResolver
 from core.response_service import ResponseStoreService
 from core.router import Router
 from core.store import Journal, Store
+from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
 from core.store.responses import ResponseRepo
 from core.store.sync import sync_forever
@@ -137,7 +138,10 @@ async def build(settings: CoreSettings) -> Core:
     await _seed(store, settings)
     journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
     licenses = LicenseRegistry(
-        await store.licenses(), on_use=journal.count_use, max_concurrent=settings.license_max_concurrent
+        await store.licenses(),
+        on_use=journal.count_use,
+        max_concurrent=settings.license_max_concurrent,
+        charge=QuotaLedger(store, journal).charge,
     )
     pool = AccountPool(await store.accounts(), listener=journal.account_changed)
     upstream = CursorClient(settings, pool)
