@@ -13,6 +13,7 @@ Code = errors_pb2.ErrorCode
 
 _STATUS: dict[int, grpc.StatusCode] = {
     Code.ERROR_CODE_INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.ERROR_CODE_REQUEST_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Code.ERROR_CODE_UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Code.ERROR_CODE_MODEL_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
     Code.ERROR_CODE_MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,

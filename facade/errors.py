@@ -73,6 +73,7 @@ class HttpError(NamedTuple):
 #   (rate_limit_exceeded vs insufficient_quota) so SDK retry logic can tell them apart.
 ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INVALID_REQUEST: HttpError(400, INVALID_REQUEST, None),
+    ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: HttpError(413, INVALID_REQUEST, "request_too_large"),
     ErrorCode.ERROR_CODE_UNAUTHENTICATED: HttpError(401, INVALID_REQUEST, "invalid_api_key"),
     ErrorCode.ERROR_CODE_MODEL_NOT_ALLOWED: HttpError(403, INVALID_REQUEST, "model_not_allowed"),
     ErrorCode.ERROR_CODE_MODEL_NOT_FOUND: HttpError(404, INVALID_REQUEST, "model_not_found"),
@@ -125,6 +126,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     401: "Incorrect or missing API key.",
     403: "This API key may not use this model.",
     404: "The model does not exist or you do not have access to it.",
+    413: "Request too large.",
     429: "Too many requests; retry later.",
     500: "The server had an error while processing your request.",
     502: "The upstream model provider returned an error.",

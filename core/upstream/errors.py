@@ -25,6 +25,8 @@ class Failure(enum.Enum):
     OUTDATED_CLIENT = "outdated_client"
     BAD_MODEL = "bad_model"
     BAD_REQUEST = "bad_request"
+    # The request is over what Cursor accepts in one message: the caller's fault, like BAD_REQUEST.
+    TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     # Malformed frames or an answer we cannot read.
     PROTOCOL = "protocol"
@@ -39,6 +41,7 @@ _CODES = {
     Failure.OUTDATED_CLIENT: Code.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT,
     Failure.BAD_MODEL: Code.ERROR_CODE_MODEL_NOT_FOUND,
     Failure.BAD_REQUEST: Code.ERROR_CODE_INVALID_REQUEST,
+    Failure.TOO_LARGE: Code.ERROR_CODE_REQUEST_TOO_LARGE,
     Failure.TIMEOUT: Code.ERROR_CODE_UPSTREAM_TIMEOUT,
     Failure.PROTOCOL: Code.ERROR_CODE_UPSTREAM_ERROR,
     Failure.OTHER: Code.ERROR_CODE_UPSTREAM_ERROR,
@@ -130,6 +133,7 @@ _BY_CODE: dict[ConnectCode, Failure] = {
     ConnectCode.DEADLINE_EXCEEDED: Failure.TIMEOUT,
     ConnectCode.INVALID_ARGUMENT: Failure.BAD_REQUEST,
     ConnectCode.FAILED_PRECONDITION: Failure.BAD_REQUEST,
+    ConnectCode.OUT_OF_RANGE: Failure.BAD_REQUEST,
     ConnectCode.NOT_FOUND: Failure.BAD_MODEL,
     ConnectCode.INTERNAL: Failure.PROTOCOL,
     ConnectCode.UNKNOWN: Failure.OTHER,
@@ -143,6 +147,7 @@ _MESSAGES = {
     Failure.OUTDATED_CLIENT: "Cursor refused the gateway's client version; raise CURSORGATE_CLIENT_VERSION.",
     Failure.BAD_MODEL: "Cursor does not know this model.",
     Failure.BAD_REQUEST: "Cursor refused the request.",
+    Failure.TOO_LARGE: "The request is larger than Cursor accepts; shorten it or send smaller images.",
     Failure.TIMEOUT: "Cursor timed out.",
     Failure.PROTOCOL: "Cursor's answer could not be read.",
     Failure.OTHER: "Cursor failed.",
@@ -166,12 +171,29 @@ def error_details(err: ConnectError) -> errors_pb2.ErrorDetails | None:
 _LOCAL_PROTOCOL_FAILURES = ("unmarshal message", "protocol error", "corrupt response")
 
 
+# What Cursor (and connect servers) say when the request itself is the problem, whatever code
+# they pick: resource_exhausted "message is larger than configured max" reads like a rate limit,
+# but cooling accounts down for it would let one request take every account out for everyone.
+_TOO_LARGE_TEXTS = ("larger than configured max", "message is too large", "exceeds maximum", "too large")
+
+
+def caller_fault(err: ConnectError) -> Failure | None:
+    """TOO_LARGE when the error says the request was too big (the caller's fault: no cooldown,
+    no failover), else None."""
+    text = err.message.lower()
+    if any(phrase in text for phrase in _TOO_LARGE_TEXTS):
+        return Failure.TOO_LARGE
+    return None
+
+
 def classify(err: ConnectError) -> UpstreamError:
     """A Connect error from Cursor (or from the transport) as a typed upstream failure."""
     details = error_details(err)
     failure = _BY_DETAIL.get(details.error) if details is not None else None
     if failure is None and err.message.startswith(_LOCAL_PROTOCOL_FAILURES):
         failure = Failure.PROTOCOL
+    if failure is None:
+        failure = caller_fault(err)
     if failure is None:
         failure = _BY_CODE.get(err.code, Failure.OTHER)
     retry_after = 0.0
