@@ -18,6 +18,7 @@ from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.upstream.images import FETCH_OWNER
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -60,6 +61,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             )
         self.licenses.authorize(lic, request.model)
         self.licenses.record_use(lic)
+        FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic

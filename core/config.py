@@ -53,7 +53,12 @@ class CoreSettings(BaseSettings):
     ghost_mode: bool = True
 
     image_max_bytes: int = 8 * 1024 * 1024
+    # Seconds for a whole image fetch (every redirect and the last byte), not per read.
     image_fetch_timeout: float = 10.0
+    # Image fetches one license, and one host, may have open at once (others wait their turn
+    # within the fetch timeout).
+    image_fetch_per_license: int = 4
+    image_fetch_per_host: int = 8
     # Image URLs that resolve to private, loopback or link-local addresses are refused (SSRF);
     # allow them only when every caller is trusted.
     image_fetch_private: bool = False

@@ -49,7 +49,11 @@ class CursorClient:
         )
         self._ai = AiServiceClient(url, http_client=http, accept_compression=[gzip], send_compression=gzip)
         self._images = ImageLoader(
-            settings.image_max_bytes, settings.image_fetch_timeout, allow_private=settings.image_fetch_private
+            settings.image_max_bytes,
+            settings.image_fetch_timeout,
+            allow_private=settings.image_fetch_private,
+            per_owner=settings.image_fetch_per_license,
+            per_host=settings.image_fetch_per_host,
         )
 
     async def aclose(self) -> None:
