@@ -13,7 +13,7 @@ import grpc
 
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
-from core.errors import Code, GatewayError
+from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
@@ -43,7 +43,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         router: Router,
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
+        max_deadline: float | None = None,
     ) -> None:
+        # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
+        self.max_deadline = max_deadline
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
@@ -56,7 +59,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
-                f"The model '{request.model}' does not exist or is not offered by any account.",
+                f"The model '{echo(request.model)}' does not exist or is not offered by any account.",
                 param="model",
             )
         self.licenses.authorize(lic, request.model)
@@ -75,11 +78,17 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
+    def _time_remaining(self, context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        remaining: float | None = context.time_remaining()
+        if self.max_deadline is None:
+            return remaining
+        return self.max_deadline if remaining is None else min(remaining, self.max_deadline)
+
     async def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         shaper = AnswerShaper(request)
-        upstream = self.router.stream(request, context.time_remaining())
+        upstream = self.router.stream(request, self._time_remaining(context))
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]
             async for event in upstream:
                 for out in shaper.feed(event):

@@ -47,6 +47,9 @@ class CoreSettings(BaseSettings):
     upstream_idle_timeout: float = 60.0
     # Seconds to establish the upstream connection and receive the first frame.
     upstream_connect_timeout: float = 30.0
+    # Seconds one chat request may run at most: a gRPC caller's longer deadline (or none) is cut
+    # to this. The facade reads the same variable for the deadline it gives core.
+    request_timeout: float = Field(default=600.0, gt=0)
     # Attempts per request across accounts, for failures before the first byte.
     upstream_attempts: int = 3
     timezone: str = "UTC"

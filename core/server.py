@@ -18,6 +18,7 @@ from core.admin_service import AdminService, Backoffice
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
+from core.grpc_guard import MalformedRequestGuard
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
@@ -114,8 +115,10 @@ async def build(settings: CoreSettings) -> Core:
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
     router = Router(pool, upstream, settings.upstream_attempts)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequestGuard()])
+    chat = ChatService(
+        licenses, router, catalog, request_log=journal.log_request, max_deadline=settings.request_timeout
+    )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None

@@ -9,7 +9,7 @@ import re
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
-from core.errors import Code, GatewayError, invalid
+from core.errors import Code, GatewayError, echo, invalid
 from cursorgate.v1 import chat_pb2
 
 Role = chat_pb2.Role
@@ -40,9 +40,16 @@ BASE_OVERHEAD = 4096
 MIB = 1024 * 1024
 
 
+# Longest model id accepted; real ids are a few dozen characters. Checked before anything echoes it.
+MAX_MODEL_ID = 200
+
+
 def validate_chat(request: chat_pb2.ChatRequest) -> None:
     if not request.model:
         raise invalid("'model' is required.", "model")
+    if len(request.model) > MAX_MODEL_ID:
+        raise invalid(f"'model' may be at most {MAX_MODEL_ID} characters.", "model")
+    _validate_enums(request)
     if not request.messages:
         raise invalid("'messages' must contain at least one message.", "messages")
     if len(request.messages) > MAX_MESSAGES:
@@ -61,6 +68,18 @@ def validate_chat(request: chat_pb2.ChatRequest) -> None:
     _validate_size(request)
 
 
+def _validate_enums(request: chat_pb2.ChatRequest) -> None:
+    """proto3 enums are open: a gRPC caller can send any number. Only the named values mean
+    something here; anything else is refused in our words (it would fail deep inside otherwise)."""
+    if request.reasoning_effort not in chat_pb2.ReasoningEffort.values():
+        raise invalid(f"Unknown reasoning_effort value {request.reasoning_effort}.", "reasoning_effort")
+    if request.tool_choice.mode not in ToolChoiceMode.values():
+        raise invalid(f"Unknown tool_choice.mode value {request.tool_choice.mode}.", "tool_choice")
+    for i, message in enumerate(request.messages):
+        if message.role not in Role.values():
+            raise invalid(f"Unknown role value {message.role}.", f"messages[{i}].role")
+
+
 def _validate_tools(request: chat_pb2.ChatRequest) -> None:
     if len(request.tools) > MAX_TOOLS:
         raise invalid(f"At most {MAX_TOOLS} tools are accepted.", "tools")
@@ -72,7 +91,7 @@ def _validate_tools(request: chat_pb2.ChatRequest) -> None:
                 f"tools[{i}].function.name",
             )
         if tool.name in names:
-            raise invalid(f"Duplicate tool name '{tool.name}'.", f"tools[{i}].function.name")
+            raise invalid(f"Duplicate tool name '{echo(tool.name)}'.", f"tools[{i}].function.name")
         names.add(tool.name)
         param = f"tools[{i}].function.parameters"
         if tool.parameters.ByteSize() > MAX_TOOL_SCHEMA_BYTES:
@@ -83,7 +102,7 @@ def _validate_tools(request: chat_pb2.ChatRequest) -> None:
     if choice.mode in (ToolChoiceMode.MODE_REQUIRED, ToolChoiceMode.MODE_FUNCTION) and not request.tools:
         raise invalid("'tool_choice' requires 'tools'.", "tool_choice")
     if choice.mode == ToolChoiceMode.MODE_FUNCTION and choice.function_name not in names:
-        raise invalid(f"'tool_choice' names an unknown tool '{choice.function_name}'.", "tool_choice")
+        raise invalid(f"'tool_choice' names an unknown tool '{echo(choice.function_name)}'.", "tool_choice")
 
 
 def _finite(value: struct_pb2.Struct | struct_pb2.ListValue | struct_pb2.Value) -> bool:
@@ -119,7 +138,7 @@ def _validate_messages(request: chat_pb2.ChatRequest) -> None:
                 raise invalid("Tool messages need a 'tool_call_id'.", f"messages[{i}].tool_call_id")
             if message.tool_call_id not in call_ids:
                 raise invalid(
-                    f"'tool_call_id' {message.tool_call_id!r} answers no earlier assistant tool call.",
+                    f"'tool_call_id' {echo(message.tool_call_id)!r} answers no earlier assistant tool call.",
                     f"messages[{i}].tool_call_id",
                 )
         for part in message.content:

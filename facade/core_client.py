@@ -21,6 +21,10 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 
 Metadata = tuple[tuple[str, str], ...]
 
+# Longest Authorization value forwarded: keys are ~50 characters, and gRPC caps all metadata at
+# 8 KiB (a longer header would fail the call locally, as RESOURCE_EXHAUSTED: a 429).
+MAX_AUTHORIZATION = 2048
+
 
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
@@ -50,7 +54,7 @@ def call_metadata(authorization: str | None, request_id: str) -> Metadata:
     A missing or unsendable Authorization header forwards nothing: core then answers
     UNAUTHENTICATED, so the caller gets the same 401 either way.
     """
-    if authorization and _valid_value(authorization):
+    if authorization and len(authorization) <= MAX_AUTHORIZATION and _valid_value(authorization):
         return (("authorization", authorization), ("x-request-id", request_id))
     return (("x-request-id", request_id),)
 

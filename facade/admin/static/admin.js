@@ -114,29 +114,40 @@ function renderAccounts(accounts) {
     body.appendChild(row);
   }
   for (const account of accounts) {
-    const row = el("tr");
-    row.dataset.accountId = account.id;
-    cell(row, account.label || account.id);
-    cell(row, account.token_masked);
-    cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
-    cell(row, account.models_known ? String((account.models || []).length) : "?");
-    cell(row, usageSummary(account));
-    cell(row, account.last_error);
-    const details = detailsRow(account);
-    const actions = cell(row, "");
-    actions.appendChild(button("Details", () => { details.hidden = !details.hidden; }));
-    actions.appendChild(account.enabled
-      ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
-      : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
-    actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
-    actions.appendChild(button("Remove", () => {
-      if (confirm("Remove account " + (account.label || account.id) + "?")) {
-        action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
-      }
-    }));
-    body.appendChild(row);
-    body.appendChild(details);
+    try {
+      renderAccount(body, account);
+    } catch (err) {
+      const row = el("tr");
+      cell(row, (account && account.id) || "?");
+      cell(row, "This account could not be shown: " + err.message, "muted").colSpan = 6;
+      body.appendChild(row);
+    }
   }
+}
+
+function renderAccount(body, account) {
+  const row = el("tr");
+  row.dataset.accountId = account.id;
+  cell(row, account.label || account.id);
+  cell(row, account.token_masked);
+  cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+  cell(row, account.models_known ? String((account.models || []).length) : "?");
+  cell(row, usageSummary(account));
+  cell(row, account.last_error);
+  const details = detailsRow(account);
+  const actions = cell(row, "");
+  actions.appendChild(button("Details", () => { details.hidden = !details.hidden; }));
+  actions.appendChild(account.enabled
+    ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
+    : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
+  actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
+  actions.appendChild(button("Remove", () => {
+    if (confirm("Remove account " + (account.label || account.id) + "?")) {
+      action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
+    }
+  }));
+  body.appendChild(row);
+  body.appendChild(details);
 }
 
 // --- licenses ---
@@ -184,22 +195,43 @@ function renderRequests(requests) {
   }
 }
 
+// Each section loads and renders on its own: one that fails (a row core cannot render, a
+// timeout) says so in its own place and never hides the others.
+const SECTIONS = [
+  { id: "accounts", path: "/accounts", key: "accounts", render: renderAccounts },
+  { id: "licenses", path: "/licenses", key: "licenses", render: renderLicenses },
+  { id: "requests", path: "/requests?limit=100", key: "requests", render: renderRequests },
+];
+
+function sectionStatus(id, text) {
+  const node = $(id + "-status");
+  node.textContent = text;
+  node.hidden = !text;
+}
+
+async function loadSection(section) {
+  try {
+    const data = await api("GET", section.path);
+    section.render(data[section.key] || []);
+    sectionStatus(section.id, "");
+    return true;
+  } catch (err) {
+    sectionStatus(section.id, "Could not load: " + err.message);
+    return false;
+  }
+}
+
 async function loadAll() {
   if (!adminKey()) {
     setStatus("Enter the admin key to start.", false);
     return;
   }
-  try {
-    const [accounts, licenses, requests] = await Promise.all([
-      api("GET", "/accounts"), api("GET", "/licenses"), api("GET", "/requests?limit=100"),
-    ]);
-    renderAccounts(accounts.accounts || []);
-    renderLicenses(licenses.licenses || []);
-    renderRequests(requests.requests || []);
-    document.body.dataset.loaded = "true";
+  const results = await Promise.all(SECTIONS.map(loadSection));
+  document.body.dataset.loaded = "true";
+  if (results.every(Boolean)) {
     if (!$("status").classList.contains("error")) setStatus("Connected. " + new Date().toLocaleTimeString(), false);
-  } catch (err) {
-    setStatus("Could not load: " + err.message, true);
+  } else if (!results.some(Boolean)) {
+    setStatus("Could not load; see each section.", true);
   }
 }
 
