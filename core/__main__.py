@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from core.config import CoreSettings
+from core.config import CoreSettings, admin_key_problem
 from core.server import serve
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
@@ -21,6 +21,10 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 def main() -> None:
     settings = CoreSettings()
+    problem = admin_key_problem(settings)
+    if problem is not None:
+        print(f"cursorgate core: {problem}", file=sys.stderr, flush=True)
+        sys.exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_CLIENT_VERSION = "2.3.41"
 DEFAULT_UPSTREAM_URL = "https://api2.cursor.sh"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cursorgate.db"
+MIN_ADMIN_KEY = 16
 
 
 class CoreSettings(BaseSettings):
@@ -32,6 +33,9 @@ class CoreSettings(BaseSettings):
     # Gateway API keys accepted from callers, comma separated (seeded; more come from the admin API).
     licenses: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_key: SecretStr | None = None
+    # Core refuses to start with an admin key shorter than MIN_ADMIN_KEY characters unless this
+    # is set (CURSORGATE_ALLOW_WEAK_ADMIN_KEY=1): the admin API hands out licenses and tokens.
+    allow_weak_admin_key: bool = False
 
     # Requests one license may have open at once (0: no limit); 429 above it.
     license_max_concurrent: int = 0
@@ -89,3 +93,16 @@ class CoreSettings(BaseSettings):
     @cached_property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def admin_key_problem(settings: CoreSettings) -> str | None:
+    """Why core must not start with this admin key, if it must not."""
+    if settings.admin_key is None or settings.allow_weak_admin_key:
+        return None
+    if len(settings.admin_key.get_secret_value()) < MIN_ADMIN_KEY:
+        return (
+            f"CURSORGATE_ADMIN_KEY is shorter than {MIN_ADMIN_KEY} characters; use a long random key "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or set "
+            "CURSORGATE_ALLOW_WEAK_ADMIN_KEY=1 to start anyway."
+        )
+    return None

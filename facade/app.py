@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from facade.admin import router as admin_router
+from facade.auth_limit import AuthFailureLimitMiddleware, MemoryFailureLimiter
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
@@ -49,8 +50,14 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
     # add_middleware puts each new one outside the previous: the size limit is checked
-    # before routing, and CORS (outermost) still decorates its 413.
+    # before routing, failed-auth limiting before the body is read, and CORS (outermost)
+    # still decorates their 413 and 429.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.auth_failure_limit > 0:
+        limiter = MemoryFailureLimiter(
+            settings.auth_failure_limit, settings.auth_failure_window, settings.auth_lockout
+        )
+        app.add_middleware(AuthFailureLimitMiddleware, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -30,6 +30,12 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Failed authentications (401s to requests with credentials) one client address may have
+    # within `auth_failure_window` seconds; past it, its credentials get 429 for `auth_lockout`
+    # seconds. 0 turns the limit off.
+    auth_failure_limit: int = Field(default=30, ge=0)
+    auth_failure_window: float = Field(default=60.0, gt=0)
+    auth_lockout: float = Field(default=60.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
