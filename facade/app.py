@@ -52,7 +52,9 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     # add_middleware puts each new one outside the previous: the size limit is checked
     # before routing, failed-auth limiting before the body is read, and CORS (outermost)
     # still decorates their 413 and 429.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout
+    )
     if settings.auth_failure_limit > 0:
         limiter = MemoryFailureLimiter(
             settings.auth_failure_limit, settings.auth_failure_window, settings.auth_lockout

@@ -33,6 +33,11 @@ class FacadeSettings(BaseSettings):
     # Failed authentications (401s to requests with credentials) one client address may have
     # within `auth_failure_window` seconds; past it, its credentials get 429 for `auth_lockout`
     # seconds. 0 turns the limit off.
+    # Slow clients: seconds for a request's headers to arrive, and for its whole body.
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    # Connections open at once (0: no cap); past it, new requests get 503 at once.
+    max_connections: int = Field(default=2000, ge=0)
     auth_failure_limit: int = Field(default=30, ge=0)
     auth_failure_window: float = Field(default=60.0, gt=0)
     auth_lockout: float = Field(default=60.0, gt=0)

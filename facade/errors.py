@@ -261,7 +261,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail) if exc.detail else DEFAULT_MESSAGES.get(status, "Request failed.")
     kind = SERVER_ERROR if status >= 500 else INVALID_REQUEST
-    code = "request_too_large" if status == 413 else None
+    code = {413: "request_too_large", 408: "request_timeout"}.get(status)
     headers = dict(exc.headers) if exc.headers else None
     return OrjsonResponse(error_body(message, kind, None, code), status_code=status, headers=headers)
 
@@ -281,6 +281,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def payload_too_large() -> OpenAIError:
     return OpenAIError(413, "Request body too large.", code="request_too_large")
+
+
+def body_too_slow() -> OpenAIError:
+    return OpenAIError(408, "The request body did not arrive in time.", code="request_timeout")
 
 
 def _unencodable_path(value: Any, path: str) -> str | None:
