@@ -7,6 +7,7 @@ import logging
 import sys
 
 from core.config import CoreSettings, admin_key_problem
+from core.grpc_tls import TLSConfigError, server_credentials
 from core.server import serve
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
@@ -22,6 +23,11 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 def main() -> None:
     settings = CoreSettings()
     problem = admin_key_problem(settings)
+    if problem is None:
+        try:
+            server_credentials(settings)  # reads the files now: a bad path is a clear message
+        except TLSConfigError as err:
+            problem = str(err)
     if problem is not None:
         print(f"cursorgate core: {problem}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
@@ -42,6 +43,11 @@ class CoreSettings(BaseSettings):
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # PEM files: CERT and KEY turn TLS on for the gRPC port; CA also requires client certificates
+    # signed by it (mutual TLS). The facade reads the same variables for its channel to core.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
     client_version: str = DEFAULT_CLIENT_VERSION

@@ -19,6 +19,7 @@ from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
 from core.grpc_guard import MalformedRequestGuard
+from core.grpc_tls import server_credentials, warn_if_exposed
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
@@ -62,7 +63,12 @@ class Core:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
-        port = self.server.add_insecure_port(self.settings.grpc_address)
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            port = self.server.add_insecure_port(self.settings.grpc_address)
+        else:
+            port = self.server.add_secure_port(self.settings.grpc_address, credentials)
+        warn_if_exposed(self.settings, tls=credentials is not None)
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

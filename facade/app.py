@@ -13,6 +13,7 @@ from facade.auth_limit import AuthFailureLimitMiddleware, MemoryFailureLimiter
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
+from facade.grpc_tls import channel_credentials
 from facade.limits import BodySizeLimitMiddleware
 from facade.responses import OrjsonResponse
 from facade.routes import health_router, router
@@ -28,7 +29,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One channel per process: HTTP/2 multiplexes every request over it.
-        core = CoreClient(settings.core_target)
+        core = CoreClient(settings.core_target, channel_credentials(settings))
         app.state.core = core
         try:
             yield

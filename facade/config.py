@@ -24,6 +24,12 @@ class FacadeSettings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     # host:port of core's gRPC server; empty means 127.0.0.1:<grpc_port>.
     core_address: str = ""
+    # TLS to core (PEM files, the same variables core reads): CA verifies core's certificate
+    # (system roots when unset); CERT and KEY are the facade's client certificate for mutual TLS.
+    # TLS is on when CA or CERT is set.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
     # Seconds; the gRPC deadline the facade gives core for one request.
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)

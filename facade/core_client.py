@@ -29,9 +29,13 @@ MAX_AUTHORIZATION = 2048
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = (
+            grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 

@@ -69,7 +69,9 @@ class TestCA:
         self.ca = directory / f"{name.replace(' ', '_')}.pem"
         self.ca.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *, hosts: tuple[str, ...] = (), client: bool = False) -> CertFiles:
+    def issue(
+        self, name: str, *, hosts: tuple[str, ...] = (), server: bool = True, client: bool = False
+    ) -> CertFiles:
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
         alt_names: list[x509.GeneralName] = []
@@ -86,13 +88,9 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
-                ),
-                critical=False,
-            )
         )
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
