@@ -14,6 +14,7 @@ from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
 from facade.grpc_tls import channel_credentials
+from facade.headers import SecurityHeadersMiddleware
 from facade.limits import BodySizeLimitMiddleware
 from facade.responses import OrjsonResponse
 from facade.routes import health_router, router
@@ -42,6 +43,10 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # Swagger UI and ReDoc load their code from a CDN: off unless asked for. /openapi.json
+        # (plain JSON) stays.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -61,6 +66,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
             settings.auth_failure_limit, settings.auth_failure_window, settings.auth_lockout
         )
         app.add_middleware(AuthFailureLimitMiddleware, limiter=limiter)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -36,6 +36,8 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Serve /docs (Swagger UI) and /redoc; both load their scripts from a public CDN.
+    api_docs: bool = False
     # Failed authentications (401s to requests with credentials) one client address may have
     # within `auth_failure_window` seconds; past it, its credentials get 429 for `auth_lockout`
     # seconds. 0 turns the limit off.
