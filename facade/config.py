@@ -45,7 +45,7 @@ class FacadeSettings(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0)
     body_timeout: float = Field(default=60.0, gt=0)
     # Connections open at once (0: no cap); past it, new requests get 503 at once.
-    max_connections: int = Field(default=2000, ge=0)
+    max_connections: int = Field(default=4096, ge=0)
     auth_failure_limit: int = Field(default=30, ge=0)
     auth_failure_window: float = Field(default=60.0, gt=0)
     auth_lockout: float = Field(default=60.0, gt=0)
