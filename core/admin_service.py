@@ -78,6 +78,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         given = bearer(metadata_value(context, "authorization"))
         if given is None or not keys_equal(hash_key(given), self._key_hash):
+            # Who tried (the facade, or a direct gRPC caller), never what they tried.
+            log.warning("admin authentication failed from %s", context.peer())
             raise AdminError(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "Invalid or missing admin key. Pass it as 'Authorization: Bearer <CURSORGATE_ADMIN_KEY>'.",

@@ -230,8 +230,8 @@ async function loadAll() {
   document.body.dataset.loaded = "true";
   if (results.every(Boolean)) {
     if (!$("status").classList.contains("error")) setStatus("Connected. " + new Date().toLocaleTimeString(), false);
-  } else if (!results.some(Boolean)) {
-    setStatus("Could not load; see each section.", true);
+  } else {
+    setStatus(results.some(Boolean) ? "Some sections could not load; see each." : "Could not load; see each section.", true);
   }
 }
 
