@@ -319,3 +319,17 @@ def test_unparsable_url_over_http_is_400(stack: Stack) -> None:
     error = response.json()["error"]
     assert error["param"] == "messages[0].content[0].image_url"
     assert "host" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "127.1", "0x7f000001", "2130706433", "0.0.0.0", "[::1]", "[::ffff:127.0.0.1]", "[::]"],
+)
+async def test_loopback_spellings_never_connect(server: tuple[int, _State], host: str) -> None:
+    """With the system resolver (numeric forms and /etc/hosts only): refused before connecting."""
+    port, state = server
+    loader = ImageLoader(1024 * 1024, 5.0)
+    message = await refused(loader, f"http://{host}:{port}/ok.png")
+    assert message == NOT_PUBLIC or message.startswith("The image URL could not be parsed"), message
+    assert state.hosts == []
+    await loader.aclose()
