@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterator
 
 import grpc
@@ -15,6 +16,8 @@ import httpx
 import pytest
 from grpc_status import rpc_status
 
+from core.accounts import Account
+from core.admin_service import safe_account_proto
 from core.errors import error_info_from_status
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, errors_pb2
 from tests.procs import Stack, start_stack
@@ -105,6 +108,15 @@ def test_one_bad_row_never_hides_the_others(gateway: Stack) -> None:
     assert "token_expires_at" not in seeded or not seeded["token_expires_at"]
     one = gateway.admin("GET", f"/accounts/{seeded['id']}")
     assert one.status_code == 200, one.text
+
+
+def test_a_row_that_cannot_render_still_lists() -> None:
+    """Whatever else a stored row holds that cannot be shown, the listing keeps the row."""
+    broken = Account(
+        id="acc_broken", token=jwt_with_payload('{"sub": "x"}'), label="broken", created_at=math.nan
+    )
+    out = safe_account_proto(broken)
+    assert out.id == "acc_broken" and out.label == "broken" and "could not be shown" in out.last_error
 
 
 # --- finding 8: long values are bounded early, never a 429 ---------------------------------

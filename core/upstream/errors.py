@@ -174,7 +174,7 @@ _LOCAL_PROTOCOL_FAILURES = ("unmarshal message", "protocol error", "corrupt resp
 # What Cursor (and connect servers) say when the request itself is the problem, whatever code
 # they pick: resource_exhausted "message is larger than configured max" reads like a rate limit,
 # but cooling accounts down for it would let one request take every account out for everyone.
-_TOO_LARGE_TEXTS = ("larger than configured max", "message is too large", "exceeds maximum", "too large")
+_TOO_LARGE_TEXTS = ("larger than configured max", "too large")
 
 
 def caller_fault(err: ConnectError) -> Failure | None:
