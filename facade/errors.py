@@ -79,6 +79,7 @@ CORE_RETRY_AFTER_S = 1
 #   (rate_limit_exceeded vs insufficient_quota) so SDK retry logic can tell them apart.
 ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INVALID_REQUEST: HttpError(400, INVALID_REQUEST, None),
+    ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: HttpError(413, INVALID_REQUEST, "request_too_large"),
     ErrorCode.ERROR_CODE_UNAUTHENTICATED: HttpError(401, INVALID_REQUEST, "invalid_api_key"),
     ErrorCode.ERROR_CODE_MODEL_NOT_ALLOWED: HttpError(403, INVALID_REQUEST, "model_not_allowed"),
     ErrorCode.ERROR_CODE_MODEL_NOT_FOUND: HttpError(404, INVALID_REQUEST, "model_not_found"),
@@ -140,6 +141,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     401: "Incorrect or missing API key.",
     403: "This API key may not use this model.",
     404: "The model does not exist or you do not have access to it.",
+    413: "Request too large.",
     429: "Too many requests; retry later.",
     500: "The server had an error while processing your request.",
     502: "The upstream model provider returned an error.",
@@ -285,7 +287,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail) if exc.detail else DEFAULT_MESSAGES.get(status, "Request failed.")
     kind = SERVER_ERROR if status >= 500 else INVALID_REQUEST
-    code = "request_too_large" if status == 413 else None
+    code = {413: "request_too_large", 408: "request_timeout"}.get(status)
     headers = dict(exc.headers) if exc.headers else None
     return OrjsonResponse(error_body(message, kind, None, code), status_code=status, headers=headers)
 
@@ -305,6 +307,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def payload_too_large() -> OpenAIError:
     return OpenAIError(413, "Request body too large.", code="request_too_large")
+
+
+def body_too_slow() -> OpenAIError:
+    return OpenAIError(408, "The request body did not arrive in time.", code="request_timeout")
 
 
 def _unencodable_path(value: Any, path: str) -> str | None:

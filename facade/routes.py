@@ -143,7 +143,7 @@ async def retrieve_model(model: str, request: Request) -> Response:
             return OrjsonResponse(model_object(candidate))
     raise OpenAIError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it.",
+        f"The model '{model[:100]}' does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
     )

@@ -9,6 +9,7 @@ on its own wire. Directives: a line `sim: key=value ...` in the last user messag
   error=KIND      end with a Cursor error: auth, expired, rate_limited, usage_limit, outdated,
                   bad_model, deprecated, internal, unavailable (HTTP 503 before any frame),
                   update_required, region, model_blocked, max_mode, account_closed, provider
+                  too_large (resource_exhausted "message is larger than configured max")
   after=N         frames sent before error/break/stall/malformed (default 0)
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)

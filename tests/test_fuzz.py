@@ -48,7 +48,7 @@ from core.upstream.legacy.request import (
     split_call_id,
     text_of,
 )
-from core.validate import validate_chat
+from core.validate import upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack
 
@@ -392,6 +392,8 @@ def test_build_request_converts_any_valid_request(request: chat_pb2.ChatRequest)
     images = FakeImages()
     out = asyncio.run(build_request(request, Environment(client_version="2.3.41"), images))
     out.SerializeToString()  # every field holds a value its type accepts
+    # The admission bound on the upstream size (issue 14) is an upper bound of what is built.
+    assert out.ByteSize() <= upstream_size_bound(request)
     chat = out.stream_unified_chat_request
     kept = [m for m in request.messages if m.role in (chat_pb2.ROLE_USER, chat_pb2.ROLE_ASSISTANT)]
     assert len(chat.conversation) == max(1, len(kept))
