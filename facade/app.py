@@ -8,17 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from facade import health, openai_chat
 from facade.admin import router as admin_router
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
 from facade.limits import BodySizeLimitMiddleware
 from facade.responses import OrjsonResponse
-from facade.routes import health_router, router
-
-# Both prefixes serve the same API: /cursor/v1 is the documented base URL, /v1 is what
-# tools that hard-code OpenAI's layout expect.
-API_PREFIXES = ("/cursor/v1", "/v1")
 
 
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
@@ -43,9 +39,9 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for prefix in API_PREFIXES:
-        app.include_router(router, prefix=prefix, tags=["openai"])
-    app.include_router(health_router, tags=["health"])
+    # One package per API surface; each attaches its own routes.
+    openai_chat.attach(app)
+    app.include_router(health.router, tags=["health"])
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
     # add_middleware puts each new one outside the previous: the size limit is checked

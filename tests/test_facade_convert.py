@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from facade.config import FacadeSettings
-from facade.convert import (
+from facade.core_client import call_metadata, request_id_from
+from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
+from facade.openai_chat.convert import (
     REASONING_EFFORTS,
     ChunkStream,
     model_list,
@@ -23,9 +25,7 @@ from facade.convert import (
     to_chat_request,
     to_completion,
 )
-from facade.core_client import call_metadata, request_id_from
-from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
-from facade.schemas import INT32_MAX, ChatCompletionRequest
+from facade.openai_chat.schemas import INT32_MAX, ChatCompletionRequest
 
 ErrorCode = errors_pb2.ErrorCode
 

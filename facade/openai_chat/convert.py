@@ -14,7 +14,9 @@ import orjson
 from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2, models_pb2
-from facade.schemas import ChatCompletionRequest, ChatMessage, TextPart
+from facade.errors import OpenAIError
+from facade.openai_chat.schemas import ChatCompletionRequest, ChatMessage, TextPart
+from facade.sse import frame
 
 ROLES: dict[str, chat_pb2.Role] = {
     "system": chat_pb2.ROLE_SYSTEM,
@@ -47,6 +49,9 @@ FINISH_REASONS: dict[int, str] = {
     chat_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
     chat_pb2.FINISH_REASON_CONTENT_FILTER: "content_filter",
 }
+
+
+DONE = b"data: [DONE]\n\n"
 
 
 def new_completion_id() -> str:
@@ -171,7 +176,8 @@ def to_completion(
 
 
 class ChunkStream:
-    """Turns one completion's ChatEvents into `chat.completion.chunk` dicts.
+    """Turns one completion's ChatEvents into `chat.completion.chunk` dicts, and as a
+    `facade.sse.StreamTranslator` into their SSE frames.
 
     Holds the little state OpenAI's chunk order needs: the role-only first chunk, and the
     usage event (core sends it before `finish`; OpenAI sends usage last, with no choices).
@@ -254,6 +260,24 @@ class ChunkStream:
                 chunks.append(self._usage_chunk(self._usage))
             return chunks
         return []  # an event kind newer than this facade: skip rather than fail
+
+    # --- facade.sse.StreamTranslator ---
+
+    def start(self) -> bytes:
+        return frame(self.first())
+
+    def text(self, text: str) -> bytes:
+        return self.content_frame(text)
+
+    def event(self, event: chat_pb2.ChatEvent) -> bytes:
+        return b"".join(frame(chunk) for chunk in self.translate(event))
+
+    def end(self) -> bytes:
+        return DONE
+
+    def error(self, error: OpenAIError) -> bytes:
+        # Headers are gone: the failure travels in-band, in OpenAI's error schema.
+        return frame(error.body()) + DONE
 
 
 # --- models ---------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,8 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cursorgate.v1 import models_pb2
-from facade.config import FacadeSettings
-from facade.convert import (
+from facade.context import core_of, metadata_of, settings_of
+from facade.core_client import request_id_from
+from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
+from facade.guard import CLIENT_CLOSED, ClientGone, await_core
+from facade.openai_chat.convert import (
     ChunkStream,
     model_list,
     model_object,
@@ -21,16 +23,12 @@ from facade.convert import (
     to_chat_request,
     to_completion,
 )
-from facade.core_client import CoreClient, Metadata, call_metadata, request_id_from
-from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
+from facade.openai_chat.schemas import ChatCompletionRequest
 from facade.responses import OrjsonResponse
-from facade.schemas import ChatCompletionRequest
-from facade.sse import ClientGone, DisconnectGuard, open_stream
+from facade.sse import open_stream
 
 # Listing models is cheap; do not let it hang for the full completion deadline.
 MODELS_TIMEOUT = 30.0
-# nginx's "client closed request": never seen by anyone, but keeps access logs honest.
-CLIENT_CLOSED = 499
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": description}
@@ -50,20 +48,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-def _core(request: Request) -> CoreClient:
-    core: CoreClient = request.app.state.core
-    return core
-
-
-def _settings(request: Request) -> FacadeSettings:
-    settings: FacadeSettings = request.app.state.settings
-    return settings
-
-
-def _metadata(request: Request, request_id: str) -> Metadata:
-    return call_metadata(request.headers.get("authorization"), request_id)
-
-
 @router.post(
     "/chat/completions",
     response_model=None,
@@ -78,11 +62,11 @@ def _metadata(request: Request, request_id: str) -> Metadata:
     },
 )
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
-    core = _core(request)
-    timeout = _settings(request).request_timeout
+    core = core_of(request)
+    timeout = settings_of(request).request_timeout
     completion_id = new_completion_id()
     request_id = request_id_from(request.headers.get("x-request-id"), completion_id)
-    metadata = _metadata(request, request_id)
+    metadata = metadata_of(request, request_id)
     try:
         chat_request = to_chat_request(body, completion_id)
     except UnicodeEncodeError:  # JSON can spell unpaired surrogates; protobuf strings cannot hold them
@@ -99,29 +83,20 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
 
     created = int(time.time())
     unary = core.chat.Chat(chat_request, metadata=metadata, timeout=timeout)
-    guard = DisconnectGuard(request.receive, unary)
     try:
-        async with guard:
-            answer = await unary
-    except grpc.aio.AioRpcError as error:
-        if guard.disconnected:
-            return Response(status_code=CLIENT_CLOSED)  # the guard's own cancel, not a failure
-        raise from_grpc_error(error) from None
-    except asyncio.CancelledError:
-        if guard.disconnected:
-            return Response(status_code=CLIENT_CLOSED)
-        unary.cancel()
-        raise
+        answer = await await_core(request.receive, unary, unary)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
     completion = to_completion(answer, completion_id=completion_id, created=created, model=body.model)
     return OrjsonResponse(completion, headers=headers)
 
 
 async def _list_models(request: Request) -> models_pb2.ListModelsResponse:
     request_id = request_id_from(request.headers.get("x-request-id"), new_completion_id())
-    timeout = min(_settings(request).request_timeout, MODELS_TIMEOUT)
+    timeout = min(settings_of(request).request_timeout, MODELS_TIMEOUT)
     try:
-        return await _core(request).models.ListModels(
-            models_pb2.ListModelsRequest(), metadata=_metadata(request, request_id), timeout=timeout
+        return await core_of(request).models.ListModels(
+            models_pb2.ListModelsRequest(), metadata=metadata_of(request, request_id), timeout=timeout
         )
     except grpc.aio.AioRpcError as error:
         raise from_grpc_error(error) from None
@@ -143,11 +118,3 @@ async def retrieve_model(model: str, request: Request) -> Response:
         param="model",
         code="model_not_found",
     )
-
-
-health_router = APIRouter()
-
-
-@health_router.get("/healthz", response_model=None, summary="Liveness, and the state of the channel to core")
-async def healthz(request: Request) -> Response:
-    return OrjsonResponse({"status": "ok", "core": _core(request).state()})
