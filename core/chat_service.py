@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from core.answer import AnswerShaper
+from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
@@ -49,6 +49,14 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.request_log = request_log
 
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
+        lic = self._check(request, context)
+        self.licenses.record_use(lic)
+        if not request.request_id:
+            request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        return lic
+
+    def _check(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
+        """Authenticate, validate and authorize, without using the license (count_tokens)."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
         self._resolve_variant(request)
@@ -59,9 +67,6 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
                 param="model",
             )
         self.licenses.authorize(lic, request.model)
-        self.licenses.record_use(lic)
-        if not request.request_id:
-            request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
@@ -136,6 +141,21 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         finally:
             meter.finish(request.model)
 
+    async def CountTokens(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> chat_pb2.CountTokensResponse:
+        try:
+            self._check(request, context)
+            return chat_pb2.CountTokensResponse(input_tokens=estimate_tokens(prompt_chars(request)))
+        except GatewayError as err:
+            log.info("count_tokens failed: %s", Code.Name(err.code))
+            await context.abort_with_status(err.to_status())
+            raise  # unreachable: abort raises
+        except Exception:
+            log.exception("count_tokens failed unexpectedly")
+            await context.abort_with_status(INTERNAL_ERROR.to_status())
+            raise
+
 
 async def aggregate(
     request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent]
@@ -161,6 +181,7 @@ async def aggregate(
             response.usage.CopyFrom(event.usage)
         elif kind == "finish":
             response.finish_reason = event.finish.reason
+            response.stop_sequence = event.finish.stop_sequence
     response.content = "".join(text)
     response.reasoning = "".join(reasoning)
     response.tool_calls.extend(calls[i] for i in sorted(calls))
