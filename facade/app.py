@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from facade import health, openai_chat
+from facade import anthropic_messages, health, openai_chat
 from facade.admin import router as admin_router
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
@@ -32,7 +32,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="cursorgate",
-        summary="OpenAI-compatible chat completions over the models of a Cursor subscription",
+        summary="OpenAI- and Anthropic-compatible APIs over the models of a Cursor subscription",
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
@@ -41,6 +41,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # One package per API surface; each attaches its own routes.
     openai_chat.attach(app)
+    anthropic_messages.attach(app)
     app.include_router(health.router, tags=["health"])
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 

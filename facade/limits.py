@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facade.errors import payload_too_large
+from facade.errors import payload_too_large, render_error
 
 
 class BodyTooLarge(HTTPException):
@@ -33,7 +33,7 @@ class BodySizeLimitMiddleware:
                 except ValueError:
                     declared = 0  # the server rejects malformed lengths itself
                 if declared > self.max_bytes:
-                    await payload_too_large().response()(scope, receive, send)
+                    await render_error(scope, payload_too_large())(scope, receive, send)
                     return
                 break
 
@@ -61,4 +61,4 @@ class BodySizeLimitMiddleware:
             # Read outside a route (so no handler saw it): answer here if we still can.
             if started:
                 raise
-            await payload_too_large().response()(scope, receive, send)
+            await render_error(scope, payload_too_large())(scope, receive, send)
