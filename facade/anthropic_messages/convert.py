@@ -62,8 +62,6 @@ STOP_REASONS: dict[int, str] = {
     chat_pb2.FINISH_REASON_CONTENT_FILTER: "refusal",
 }
 
-TOOL_ERROR_PREFIX = "Error: "
-
 
 def new_message_id() -> str:
     return f"msg_{os.urandom(12).hex()}"
@@ -106,7 +104,7 @@ def _text_parts(content: str | list[Any], where: str) -> list[chat_pb2.ContentPa
     return parts
 
 
-def _tool_result(block: ToolResultBlock, param: str) -> list[chat_pb2.Message]:
+def _tool_result(block: ToolResultBlock) -> list[chat_pb2.Message]:
     """A tool message; images in the result follow as a user message (core takes images
     from users only)."""
     tool = chat_pb2.Message(role=chat_pb2.ROLE_TOOL, tool_call_id=block.tool_use_id)
@@ -121,10 +119,8 @@ def _tool_result(block: ToolResultBlock, param: str) -> list[chat_pb2.Message]:
                 texts.append(part.text)
             else:
                 images.content.add(image=_image(part))
-    text = "\n".join(texts)
-    if block.is_error:
-        text = TOOL_ERROR_PREFIX + text  # the upstream has no error flag for tool results
-    tool.content.add(text=text)
+    tool.content.add(text="\n".join(texts))
+    tool.tool_error = bool(block.is_error)
     return [tool, images] if images.content else [tool]
 
 
@@ -159,7 +155,7 @@ def _messages(message: Message, index: int) -> list[chat_pb2.Message]:
             if current.content:
                 result.append(current)
                 current = chat_pb2.Message(role=role)
-            result.extend(_tool_result(block, where))
+            result.extend(_tool_result(block))
         elif isinstance(block, ThinkingBlock):
             current.reasoning += block.thinking
         elif isinstance(block, RedactedThinkingBlock):
