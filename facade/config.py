@@ -30,6 +30,9 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Chat completions: reasoning inlined in `content` as <think>...</think> instead of the
+    # `reasoning_content`/`reasoning` fields, for clients that read only the content.
+    reasoning_inline_think: bool = False
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -40,9 +40,10 @@ def named_frame(event: bytes, payload: dict[str, Any]) -> bytes:
 
 class StreamTranslator(Protocol):
     """One stream's ChatEvents -> SSE bytes. Each method returns zero or more whole frames
-    (b"" for none); `text` is the hot path, called for every text token."""
+    (b"" for none); `text` is the hot path, called for every text token. `start` gets core's
+    first event (it is then passed to `text`/`event` as usual), since some openings depend on it."""
 
-    def start(self) -> bytes: ...
+    def start(self, first: chat_pb2.ChatEvent) -> bytes: ...
 
     def text(self, text: str) -> bytes: ...
 
@@ -119,7 +120,7 @@ async def _frames(
     call: StreamCall, translator: StreamTranslator, first: chat_pb2.ChatEvent
 ) -> AsyncIterator[bytes]:
     try:
-        yield translator.start()
+        yield translator.start(first)
         event: object = first
         text = translator.text
         while isinstance(event, chat_pb2.ChatEvent):

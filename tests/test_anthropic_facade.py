@@ -283,7 +283,7 @@ def ev(**kind: Any) -> chat_pb2.ChatEvent:
 
 
 def run(stream: MessageStream, events: list[chat_pb2.ChatEvent]) -> list[tuple[str, dict[str, Any]]]:
-    raw = stream.start()
+    raw = stream.start(events[0])
     for event in events:
         raw += stream.text(event.text.text) if event.WhichOneof("event") == "text" else stream.event(event)
     raw += stream.end()

@@ -332,7 +332,7 @@ class MessageStream:
 
     # --- facade.sse.StreamTranslator ---
 
-    def start(self) -> bytes:
+    def start(self, first: chat_pb2.ChatEvent) -> bytes:
         message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",

@@ -52,6 +52,10 @@ FINISH_REASONS: dict[int, str] = {
 
 
 DONE = b"data: [DONE]\n\n"
+# CURSORGATE_REASONING_INLINE_THINK: reasoning inlined in the content, as open models print it,
+# for clients that read nothing else (LangChain ChatOpenAI, the AI SDK's OpenAI chat model).
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>\n\n"
 
 
 def new_completion_id() -> str:
@@ -140,17 +144,27 @@ def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
 
 
 def to_completion(
-    response: chat_pb2.ChatResponse, *, completion_id: str, created: int, model: str
+    response: chat_pb2.ChatResponse,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    inline_think: bool = False,
 ) -> dict[str, Any]:
     """A `chat.completion` object from core's aggregated answer."""
+    content = response.content
+    if inline_think and response.reasoning:
+        content = f"{THINK_OPEN}{response.reasoning}{THINK_CLOSE}{content}"
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null content when the turn is only tool calls.
-        "content": response.content if response.content or not response.tool_calls else None,
+        "content": content if content or not response.tool_calls else None,
         "refusal": None,
     }
-    if response.reasoning:
-        message["reasoning_content"] = response.reasoning
+    if response.reasoning and not inline_think:
+        # `reasoning_content` (DeepSeek's name, read by most OpenAI-compatible clients) and
+        # `reasoning` (read by the AI SDK's openai-compatible provider, OpenRouter, vLLM).
+        message["reasoning_content"] = message["reasoning"] = response.reasoning
     if response.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -183,14 +197,34 @@ class ChunkStream:
     usage event (core sends it before `finish`; OpenAI sends usage last, with no choices).
     """
 
-    __slots__ = ("_content_frame", "_usage", "completion_id", "created", "finished", "include_usage", "model")
+    __slots__ = (
+        "_content_frame",
+        "_thinking",
+        "_usage",
+        "completion_id",
+        "created",
+        "finished",
+        "include_usage",
+        "inline_think",
+        "model",
+    )
 
-    def __init__(self, *, completion_id: str, model: str, include_usage: bool, created: int | None = None):
+    def __init__(
+        self,
+        *,
+        completion_id: str,
+        model: str,
+        include_usage: bool,
+        created: int | None = None,
+        inline_think: bool = False,
+    ):
         self.completion_id = completion_id
         self.model = model
         self.include_usage = include_usage
+        self.inline_think = inline_think
         self.created = int(time.time()) if created is None else created
         self.finished = False
+        self._thinking = False  # inline_think: a <think> is open in the content
         self._usage: chat_pb2.Usage | None = None
         self._content_frame: tuple[bytes, bytes] | None = None
 
@@ -227,15 +261,36 @@ class ChunkStream:
             parts = self._content_frame = (b"data: " + head + b'"content":', tail + b"\n\n")
         return parts[0] + orjson.dumps(text) + parts[1]
 
-    def first(self) -> dict[str, Any]:
-        return self._chunk({"role": "assistant", "content": ""})
+    def first(self, first_event: chat_pb2.ChatEvent | None = None) -> dict[str, Any]:
+        """The role chunk. Its content is "" as OpenAI's when text follows, else null: an empty
+        string before a tool call makes clients such as the AI SDK open an empty text part."""
+        text_follows = first_event is None or first_event.WhichOneof("event") == "text"
+        return self._chunk({"role": "assistant", "content": "" if text_follows else None})
+
+    def _close_think(self) -> list[dict[str, Any]]:
+        if not self._thinking:
+            return []
+        self._thinking = False
+        return [self._chunk({"content": THINK_CLOSE})]
 
     def translate(self, event: chat_pb2.ChatEvent) -> list[dict[str, Any]]:
         kind = event.WhichOneof("event")
         if kind == "text":
-            return [self._chunk({"content": event.text.text})]
+            text = event.text.text
+            if self._thinking:
+                self._thinking = False
+                text = THINK_CLOSE + text
+            return [self._chunk({"content": text})]
         if kind == "reasoning":
-            return [self._chunk({"reasoning_content": event.reasoning.text})]
+            text = event.reasoning.text
+            if self.inline_think:
+                opening = "" if self._thinking else THINK_OPEN
+                self._thinking = True
+                return [self._chunk({"content": opening + text})]
+            # Both names, as in to_completion.
+            return [self._chunk({"reasoning_content": text, "reasoning": text})]
+        if self._thinking and kind in ("tool_call", "finish"):
+            return self._close_think() + self.translate(event)
         if kind == "tool_call":
             delta = event.tool_call
             call: dict[str, Any] = {"index": delta.index}
@@ -263,10 +318,13 @@ class ChunkStream:
 
     # --- facade.sse.StreamTranslator ---
 
-    def start(self) -> bytes:
-        return frame(self.first())
+    def start(self, first: chat_pb2.ChatEvent) -> bytes:
+        return frame(self.first(first))
 
     def text(self, text: str) -> bytes:
+        if self._thinking:
+            self._thinking = False
+            text = THINK_CLOSE + text
         return self.content_frame(text)
 
     def event(self, event: chat_pb2.ChatEvent) -> bytes:

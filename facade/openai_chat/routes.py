@@ -72,10 +72,16 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     except UnicodeEncodeError:  # JSON can spell unpaired surrogates; protobuf strings cannot hold them
         raise invalid_unicode(body.model_dump(exclude_none=True)) from None
     headers = {"x-request-id": request_id}
+    inline_think = settings_of(request).reasoning_inline_think
 
     if body.stream:
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
-        chunks = ChunkStream(completion_id=completion_id, model=body.model, include_usage=body.include_usage)
+        chunks = ChunkStream(
+            completion_id=completion_id,
+            model=body.model,
+            include_usage=body.include_usage,
+            inline_think=inline_think,
+        )
         try:
             return await open_stream(call, chunks, request.receive, headers)
         except ClientGone:
@@ -87,7 +93,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         answer = await await_core(request.receive, unary, unary)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    completion = to_completion(answer, completion_id=completion_id, created=created, model=body.model)
+    completion = to_completion(
+        answer, completion_id=completion_id, created=created, model=body.model, inline_think=inline_think
+    )
     return OrjsonResponse(completion, headers=headers)
 
 
