@@ -81,6 +81,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             model=body.model,
             include_usage=body.include_usage,
             inline_think=inline_think,
+            legacy_functions=body.legacy_functions,
         )
         try:
             return await open_stream(call, chunks, request.receive, headers)
@@ -94,7 +95,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     completion = to_completion(
-        answer, completion_id=completion_id, created=created, model=body.model, inline_think=inline_think
+        answer,
+        completion_id=completion_id,
+        created=created,
+        model=body.model,
+        inline_think=inline_think,
+        legacy_functions=body.legacy_functions,
     )
     return OrjsonResponse(completion, headers=headers)
 
@@ -123,6 +129,17 @@ async def retrieve_model(model: str, request: Request) -> Response:
     raise OpenAIError(
         404,
         f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+@router.post("/embeddings", response_model=None, summary="Not available: Cursor offers no embedding models")
+async def create_embeddings(request: Request) -> Response:
+    raise OpenAIError(
+        404,
+        "Embeddings are not available: Cursor offers no embedding models, so this gateway serves "
+        "chat models only.",
         param="model",
         code="model_not_found",
     )
