@@ -18,6 +18,7 @@ from core.licenses import License, LicenseRegistry
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.upstream import instructions
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -79,6 +80,39 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         request.model = effort_variant(request.model, effort, known)
 
     async def _events(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        if not must_call_tool(request):
+            async for event in self._attempt(request, context):
+                yield event
+            return
+        # Cursor has no switch that forces a tool call, only the instruction in the system
+        # context. So the answer is held back until a call shows up; an answer without one is
+        # dropped and asked for once more, with a firmer instruction. What the second attempt
+        # answers is passed on as it is (text, if the model still will not call a tool).
+        held: list[chat_pb2.ChatEvent] = []
+        called = False
+        attempt = self._attempt(request, context)
+        async with contextlib.aclosing(attempt):  # type: ignore[type-var]
+            async for event in attempt:
+                if not called and event.WhichOneof("event") != "tool_call":
+                    held.append(event)
+                    continue
+                if not called:
+                    called = True
+                    for earlier in held:
+                        yield earlier
+                yield event
+        if called:
+            return
+        log.info("chat %s: a tool call was required and none came; asking once more", request.request_id)
+        retry = chat_pb2.ChatRequest()
+        retry.CopyFrom(request)
+        retry.messages.add(role=chat_pb2.ROLE_SYSTEM).content.add(text=instructions.TOOL_RETRY)
+        async for event in self._attempt(retry, context):
+            yield event
+
+    async def _attempt(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         shaper = AnswerShaper(request)
@@ -155,6 +189,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("count_tokens failed unexpectedly")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
             raise
+
+
+def must_call_tool(request: chat_pb2.ChatRequest) -> bool:
+    """tool_choice "required" (Anthropic's "any") or a named tool."""
+    mode = request.tool_choice.mode
+    required = (chat_pb2.ToolChoice.MODE_REQUIRED, chat_pb2.ToolChoice.MODE_FUNCTION)
+    return bool(request.tools) and mode in required
 
 
 async def aggregate(

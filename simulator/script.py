@@ -10,6 +10,8 @@ Directives: a line `sim: key=value ...` in the last user message. Keys:
   after=N         frames sent before error/break/stall/malformed (default 0)
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)
+  refuse_tools=once|always  answer in text although a tool call is required (once: until the
+                  gateway's retry instruction is in the context)
 Without directives: thinking frames for -thinking models, then a reply containing the last user
 message verbatim; with tools offered and a tool named in the prompt, or its topic mentioned
 (`get_current_weather` for "weather"), or forced by the gateway's tool_choice instruction, a call to
@@ -149,6 +151,9 @@ def chosen_tools(request: chat_pb2.StreamUnifiedChatRequest, opts: dict[str, str
         return []
     context = request.explicit_context.context
     if instructions.NO_TOOLS in context:
+        return []
+    refuse = opts.get("refuse_tools")
+    if refuse == "always" or (refuse == "once" and instructions.TOOL_RETRY not in context):
         return []
     if "tools" in opts:
         return [t for t in opts["tools"].split(",") if t in offered]

@@ -286,6 +286,20 @@ def test_tool_choice_tool_forces_the_named_tool(client: anthropic.Anthropic) -> 
     ]
 
 
+def test_tool_choice_any_is_asked_for_once_more(client: anthropic.Anthropic, stack: Stack) -> None:
+    before = len(stack.sim_control("requests"))
+    message = client.messages.create(
+        model="claude-4.5-sonnet",
+        max_tokens=100,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "Tell me a story\nsim: refuse_tools=once"}],
+    )
+    assert message.stop_reason == "tool_use"
+    assert [b.type for b in message.content] == ["tool_use"]
+    assert len(stack.sim_control("requests")) == before + 2
+
+
 # --- thinking, images, stop sequences -----------------------------------------------------------
 
 

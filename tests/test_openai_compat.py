@@ -245,3 +245,66 @@ def test_file_part_is_a_clear_400(client: openai.OpenAI) -> None:
     assert error["param"] == "messages[0].content[1]"
     assert error["code"] == "unsupported_content"
     assert "cannot carry files" in error["message"]
+
+
+# --- tool_choice "required": one retry ------------------------------------------------------------
+
+
+def sim_contexts(stack: Stack, count: int) -> list[str]:
+    requests = stack.sim_control("requests")
+    return [r["request"]["streamUnifiedChatRequest"]["explicitContext"]["context"] for r in requests[-count:]]
+
+
+RETRY_INSTRUCTION = "Your previous answer did not call a tool"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_required_tool_call_is_asked_for_once_more(stack: Stack, stream: bool) -> None:
+    body = {
+        "model": "gpt-5.2",
+        "stream": stream,
+        "tools": [{"type": "function", "function": WEATHER_FUNCTION}],
+        "tool_choice": "required",
+        "messages": [{"role": "user", "content": "Tell me a story\nsim: refuse_tools=once"}],
+    }
+    before = len(stack.sim_control("requests"))
+    response = post(stack, "/chat/completions", body)
+    assert response.status_code == 200
+    if stream:
+        chunks = chunks_of(response)
+        deltas = [c["choices"][0]["delta"] for c in chunks]
+        assert any("tool_calls" in d for d in deltas)
+        assert not any(d.get("content") for d in deltas), "the first attempt's text must not leak"
+        assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    else:
+        choice = response.json()["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        assert choice["message"]["content"] is None
+        assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["get_current_weather"]
+    assert len(stack.sim_control("requests")) == before + 2
+    first, second = sim_contexts(stack, 2)
+    assert RETRY_INSTRUCTION not in first and RETRY_INSTRUCTION in second
+
+
+def test_required_tool_call_refused_twice_passes_the_text_on(client: openai.OpenAI, stack: Stack) -> None:
+    before = len(stack.sim_control("requests"))
+    reply = client.chat.completions.create(
+        model="gpt-5.2",
+        tools=[{"type": "function", "function": WEATHER_FUNCTION}],
+        tool_choice="required",
+        messages=[{"role": "user", "content": "Tell me a story\nsim: refuse_tools=always"}],
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.content == "Simulated gpt-5.2 answer. You said: Tell me a story"
+    assert len(stack.sim_control("requests")) == before + 2  # one retry, no more
+
+
+def test_no_retry_when_no_tool_call_is_required(client: openai.OpenAI, stack: Stack) -> None:
+    before = len(stack.sim_control("requests"))
+    reply = client.chat.completions.create(
+        model="gpt-5.2",
+        tools=[{"type": "function", "function": WEATHER_FUNCTION}],
+        messages=[{"role": "user", "content": "Tell me a story\nsim: refuse_tools=always"}],
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    assert len(stack.sim_control("requests")) == before + 1
