@@ -251,6 +251,7 @@ async def test_request_reaches_core_converted(http: httpx.AsyncClient, fake_core
     [
         ({}, None),
         ({"thinking": {"type": "disabled"}}, None),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}, None),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "REASONING_EFFORT_LOW"),
         ({"thinking": {"type": "enabled", "budget_tokens": 32000}}, "REASONING_EFFORT_HIGH"),
         ({"thinking": {"type": "adaptive"}}, "REASONING_EFFORT_MEDIUM"),

@@ -174,7 +174,9 @@ def _messages(message: Message, index: int) -> list[chat_pb2.Message]:
 def _effort(body: CountTokensRequest) -> chat_pb2.ReasoningEffort:
     effort = body.output_config.effort if body.output_config else None
     thinking = body.thinking
-    if thinking is None or thinking.type == "disabled":
+    if thinking is not None and thinking.type == "disabled":
+        return chat_pb2.REASONING_EFFORT_UNSPECIFIED  # an explicit "no thinking" wins over effort
+    if thinking is None:
         return EFFORTS[effort] if effort else chat_pb2.REASONING_EFFORT_UNSPECIFIED
     if effort:
         return EFFORTS[effort]
