@@ -120,7 +120,8 @@ async def _frames(
     call: StreamCall, translator: StreamTranslator, first: chat_pb2.ChatEvent
 ) -> AsyncIterator[bytes]:
     try:
-        yield translator.start(first)
+        if opening := translator.start(first):
+            yield opening
         event: object = first
         text = translator.text
         while isinstance(event, chat_pb2.ChatEvent):
