@@ -709,3 +709,25 @@ def test_langchain_chat_anthropic(stack: Stack) -> None:
     answer = with_tools.invoke([question, call_message, ToolMessage("cloudy", tool_call_id=call["id"])])
     result = {"content": [{"type": "text", "text": "cloudy"}], "isError": False}
     assert answer.text == f"The tools answered: get_current_weather -> {json.dumps(result)}"
+
+
+def test_langchain_chat_anthropic_with_thinking(stack: Stack) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from pydantic import SecretStr
+
+    llm = ChatAnthropic(  # type: ignore[call-arg]
+        model="claude-4.5-sonnet",
+        base_url=stack.root_url,
+        api_key=SecretStr(stack.license),
+        max_retries=0,
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )
+    reply = llm.invoke("thinking marker-12")
+    assert isinstance(reply.content, list)
+    blocks = {block["type"]: block for block in reply.content if isinstance(block, dict)}
+    assert blocks["thinking"]["thinking"] == "Considering the request: thinking marker-12"
+    assert blocks["thinking"]["signature"]
+    assert (
+        blocks["text"]["text"] == "Simulated claude-4.5-sonnet-thinking answer. You said: thinking marker-12"
+    )
