@@ -11,7 +11,7 @@ fastapi.sse for token-sized chunks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import grpc
@@ -28,12 +28,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 StreamCall = grpc.aio.UnaryStreamCall[chat_pb2.ChatRequest, chat_pb2.ChatEvent]
 
 
-def frame(payload: dict[str, Any]) -> bytes:
+def frame(payload: Mapping[str, Any]) -> bytes:
     """A data-only SSE frame (OpenAI's streams)."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def named_frame(event: bytes, payload: dict[str, Any]) -> bytes:
+def named_frame(event: bytes, payload: Mapping[str, Any]) -> bytes:
     """An SSE frame with an event name (Anthropic's and the Responses API's streams)."""
     return b"event: " + event + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 

@@ -29,6 +29,13 @@ from facade.anthropic_messages.schemas import (
     ToolResultBlock,
     ToolUseBlock,
 )
+from facade.anthropic_messages.shapes import (
+    BlockDelta,
+    ContentBlock,
+    MessageDelta,
+    MessageObject,
+    Usage,
+)
 from facade.errors import OpenAIError
 from facade.sse import named_frame
 
@@ -74,7 +81,12 @@ def stop_reason(reason: int, stop_sequence: str) -> str:
 def signature(thinking: str) -> str:
     """An opaque signature for a thinking block. Clients must send it back unchanged; the
     gateway accepts any (it cannot verify Anthropic's), so it only has to be stable."""
-    return "cg1" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+    return _seal(hashlib.sha256(thinking.encode()))
+
+
+def _seal(digest: Any) -> str:
+    """The signature of a (streamed: incrementally fed) sha256 of the thinking text."""
+    return "cg1" + str(digest.hexdigest())[:32]
 
 
 # --- Anthropic request -> ChatRequest -------------------------------------------------------
@@ -237,7 +249,7 @@ def to_chat_request(body: CountTokensRequest, request_id: str) -> chat_pb2.ChatR
 # --- ChatResponse / ChatEvent -> Anthropic JSON -----------------------------------------------
 
 
-def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
+def usage_dict(usage: chat_pb2.Usage) -> Usage:
     return {
         "input_tokens": usage.prompt_tokens,
         "output_tokens": usage.completion_tokens,
@@ -246,7 +258,7 @@ def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
     }
 
 
-def _arguments(text: str) -> Any:
+def _arguments(text: str) -> dict[str, object]:
     try:
         value = orjson.loads(text) if text else {}
     except orjson.JSONDecodeError:
@@ -254,17 +266,17 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else {}
 
 
-def to_message(response: chat_pb2.ChatResponse, *, message_id: str, model: str) -> dict[str, Any]:
+def to_message(response: chat_pb2.ChatResponse, *, message_id: str, model: str) -> MessageObject:
     """A `message` object from core's aggregated answer."""
-    content: list[dict[str, Any]] = []
+    content: list[ContentBlock] = []
     if response.reasoning:
         thinking = response.reasoning
         content.append({"type": "thinking", "thinking": thinking, "signature": signature(thinking)})
     if response.content:
         content.append({"type": "text", "text": response.content})
     for call in response.tool_calls:
-        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)}
-        content.append(block)
+        arguments = _arguments(call.arguments)
+        content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
     return {
         "id": message_id,
         "type": "message",
@@ -307,7 +319,7 @@ class MessageStream:
         self._usage: chat_pb2.Usage | None = None
         self._text_delta: tuple[bytes, bytes] | None = None
 
-    def _open(self, kind: str | int, block: dict[str, Any]) -> bytes:
+    def _open(self, kind: str | int, block: ContentBlock) -> bytes:
         out = self._close()
         self._index += 1
         self._block = kind
@@ -323,19 +335,18 @@ class MessageStream:
             return b""
         out = b""
         if self._block == "thinking":
-            delta = {"type": "signature_delta", "signature": "cg1" + self._signature.hexdigest()[:32]}
-            out += self._delta(delta)
+            out += self._delta({"type": "signature_delta", "signature": _seal(self._signature)})
             self._signature = None
         self._block = None
         return out + named_frame(BLOCK_STOP, {"type": "content_block_stop", "index": self._index})
 
-    def _delta(self, delta: dict[str, Any]) -> bytes:
+    def _delta(self, delta: BlockDelta) -> bytes:
         return named_frame(BLOCK_DELTA, {"type": "content_block_delta", "index": self._index, "delta": delta})
 
     # --- facade.sse.StreamTranslator ---
 
     def start(self, first: chat_pb2.ChatEvent) -> bytes:
-        message: dict[str, Any] = {
+        message: MessageObject = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -344,7 +355,7 @@ class MessageStream:
             "stop_reason": None,
             "stop_sequence": None,
             # Counts come with core's usage event at the end; message_delta carries them.
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": usage_dict(chat_pb2.Usage()),
         }
         return named_frame(MESSAGE_START, {"type": "message_start", "message": message})
 
@@ -376,8 +387,9 @@ class MessageStream:
             call = event.tool_call
             out = b""
             if self._block != call.index and (call.id or call.name):
-                block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
-                out = self._open(call.index, block)
+                out = self._open(
+                    call.index, {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+                )
             if self._block == call.index and call.arguments:
                 out += self._delta({"type": "input_json_delta", "partial_json": call.arguments})
             return out
@@ -387,7 +399,7 @@ class MessageStream:
         if kind == "finish":
             finish = event.finish
             usage = self._usage or chat_pb2.Usage()
-            delta = {
+            delta: MessageDelta = {
                 "type": "message_delta",
                 "delta": {
                     "stop_reason": stop_reason(finish.reason, finish.stop_sequence),
