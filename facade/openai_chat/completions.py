@@ -21,6 +21,7 @@ from facade.core_client import request_id_from
 from facade.errors import OpenAIError, invalid_unicode
 from facade.guard import CLIENT_CLOSED, ClientGone, await_core
 from facade.openai_chat.convert import DONE, FINISH_REASONS, to_chat_request, usage_dict
+from facade.openai_chat.routes import ERROR_RESPONSES
 from facade.openai_chat.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest
 from facade.responses import OrjsonResponse
 from facade.sse import frame, open_stream
@@ -115,6 +116,14 @@ class TextCompletionStream:
     "/completions",
     response_model=None,
     summary="Create a completion (legacy): the prompt is sent as a one-message chat",
+    responses={
+        200: {
+            "description": "A `text_completion` object, or with `stream: true` server-sent "
+            "`text_completion` chunks ending with `data: [DONE]`",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        },
+        **ERROR_RESPONSES,
+    },
 )
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     core = core_of(request)
