@@ -244,6 +244,37 @@ def test_models(fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.S
     run()
 
 
+COMPLETIONS = "/v1/completions"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_positive(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, stream: bool
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream))
+
+    run()
+
+
+def test_legacy_completions_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        response = check(fuzzed, session, shape_chat(case, model, None))
+        assert response.status_code != 200 or isinstance(case.body, dict)
+
+    run()
+
+
 MESSAGES = "/cursor/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 ANTHROPIC_MODELS = ["claude-4.5-sonnet", "claude-4.5-sonnet-thinking"]
