@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from facade import anthropic_messages, health, openai_chat, openai_responses
 from facade.admin import router as admin_router
 from facade.auth_limit import AuthFailureLimitMiddleware, MemoryFailureLimiter
 from facade.config import FacadeSettings, load_settings
@@ -16,13 +17,7 @@ from facade.errors import install_error_handlers
 from facade.grpc_tls import channel_credentials
 from facade.headers import SecurityHeadersMiddleware
 from facade.limits import BodySizeLimitMiddleware
-from facade.openai_responses.routes import router as responses_router
 from facade.responses import OrjsonResponse
-from facade.routes import health_router, router
-
-# Both prefixes serve the same API: /cursor/v1 is the documented base URL, /v1 is what
-# tools that hard-code OpenAI's layout expect.
-API_PREFIXES = ("/cursor/v1", "/v1")
 
 
 def create_app(settings: FacadeSettings | None = None) -> FastAPI:
@@ -40,7 +35,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="cursorgate",
-        summary="OpenAI-compatible chat completions over the models of a Cursor subscription",
+        summary="OpenAI- and Anthropic-compatible APIs over the models of a Cursor subscription",
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
@@ -51,10 +46,11 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for prefix in API_PREFIXES:
-        app.include_router(router, prefix=prefix, tags=["openai"])
-        app.include_router(responses_router, prefix=prefix, tags=["openai-responses"])
-    app.include_router(health_router, tags=["health"])
+    # One package per API surface; each attaches its own routes.
+    openai_chat.attach(app)
+    openai_responses.attach(app)
+    anthropic_messages.attach(app)
+    app.include_router(health.router, tags=["health"])
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
     # add_middleware puts each new one outside the previous: the size limit is checked

@@ -52,6 +52,9 @@ class FacadeSettings(BaseSettings):
     auth_failure_limit: int = Field(default=30, ge=0)
     auth_failure_window: float = Field(default=60.0, gt=0)
     auth_lockout: float = Field(default=60.0, gt=0)
+    # Chat completions: reasoning inlined in `content` as <think>...</think> instead of the
+    # `reasoning_content`/`reasoning` fields, for clients that read only the content.
+    reasoning_inline_think: bool = False
 
     @field_validator("cors_origins", mode="before")
     @classmethod

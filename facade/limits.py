@@ -8,7 +8,7 @@ import asyncio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facade.errors import body_too_slow, payload_too_large
+from facade.errors import body_too_slow, payload_too_large, render_error
 
 
 class BodyTooLarge(HTTPException):
@@ -44,7 +44,7 @@ class BodySizeLimitMiddleware:
                 except ValueError:
                     declared = 0  # the server rejects malformed lengths itself
                 if declared > self.max_bytes:
-                    await payload_too_large().response()(scope, receive, send)
+                    await render_error(scope, payload_too_large())(scope, receive, send)
                     return
                 break
 
@@ -89,4 +89,4 @@ class BodySizeLimitMiddleware:
             if started:
                 raise
             answer = payload_too_large() if isinstance(exc, BodyTooLarge) else body_too_slow()
-            await answer.response()(scope, receive, send)
+            await render_error(scope, answer)(scope, receive, send)

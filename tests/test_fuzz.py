@@ -2,8 +2,9 @@
 
 The real stack (simulator, core, facade) answers every generated request; the only things that
 count as failures are a 5xx, an answer slower than the hang bound, an error body that is not
-OpenAI's schema, or a 200 stream that does not end with `[DONE]` (on `/responses`: with
-`response.completed`, `incomplete` or `failed`). Valid model names are mixed
+the API's own schema (OpenAI's, or Anthropic's under /v1/messages), or a 200 stream that does
+not end with `[DONE]` (`message_stop` for Anthropic; on `/responses`: `response.completed`,
+`incomplete` or `failed`). Valid model names are mixed
 in so that positive cases travel the whole path to the simulator and back.
 
 Then hypothesis property tests of core's converters, in process: build_request takes any valid
@@ -103,17 +104,29 @@ def defang(value: Any) -> Any:
     return value
 
 
-def check(stack: Stack, session: requests.Session, case: Case[Any]) -> schemathesis.Response:
+def check(
+    stack: Stack, session: requests.Session, case: Case[Any], *, anthropic: bool = False
+) -> schemathesis.Response:
+    """`anthropic`: the Messages API's error shape, key header and event stream."""
     started = time.monotonic()
-    headers = {"Authorization": f"Bearer {stack.license}"}
+    headers = {
+        "x-api-key" if anthropic else "Authorization": stack.license
+        if anthropic
+        else f"Bearer {stack.license}"
+    }
     response = case.call(base_url=stack.root_url, session=session, headers=headers, timeout=HANG_SECONDS)
     elapsed = time.monotonic() - started
     where = f"{case.method} {case.formatted_path} body={json.dumps(case.body, default=str)[:800]}"
     assert elapsed < HANG_SECONDS, f"{elapsed:.1f} s for {where}"
+    # Anthropic's "overloaded" is 529; nothing here should be short of capacity either.
     assert response.status_code < 500, f"{response.status_code} {response.text[:400]} for {where}"
     if response.status_code >= 400:
-        error = response.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}, response.text
+        if anthropic:
+            body = response.json()
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, response.text
+        else:
+            error = response.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"}, response.text
         assert stack.license not in response.text and stack.token not in response.text
     elif response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
         if case.path.endswith("/responses"):
@@ -126,8 +139,12 @@ def check(stack: Stack, session: requests.Session, case: Case[Any]) -> schemathe
                 assert events and events[-1] in RESPONSES_END, f"stream without a terminal event for {where}"
             return response
         assert not response.stream_cut_short, f"stream cut short (timeout) for {where}"
-        lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
-        assert lines and lines[-1] == "data: [DONE]", f"stream without [DONE] for {where}"
+        if anthropic:
+            events = [line for line in response.text.splitlines() if line.startswith("event: ")]
+            assert events and events[-1] == "event: message_stop", f"stream without message_stop for {where}"
+        else:
+            lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+            assert lines and lines[-1] == "data: [DONE]", f"stream without [DONE] for {where}"
     return response
 
 
@@ -271,6 +288,71 @@ def test_models(fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.S
     @given(case=strategy)
     def run(case: Case[Any]) -> None:
         check(fuzzed, session, case)
+
+    run()
+
+
+COMPLETIONS = "/v1/completions"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_positive(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, stream: bool
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream))
+
+    run()
+
+
+def test_legacy_completions_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        response = check(fuzzed, session, shape_chat(case, model, None))
+        assert response.status_code != 200 or isinstance(case.body, dict)
+
+    run()
+
+
+MESSAGES = "/cursor/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+ANTHROPIC_MODELS = ["claude-4.5-sonnet", "claude-4.5-sonnet-thinking"]
+
+
+@pytest.mark.parametrize(("path", "stream"), [(MESSAGES, False), (MESSAGES, True), (COUNT_TOKENS, None)])
+def test_anthropic_positive(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str, stream: bool | None
+) -> None:
+    strategy = operation(api, "POST", path).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @FUZZ_SETTINGS
+    @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream), anthropic=True)
+
+    run()
+
+
+@pytest.mark.parametrize("path", [MESSAGES, COUNT_TOKENS])
+def test_anthropic_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str
+) -> None:
+    strategy = operation(api, "POST", path).as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+    @FUZZ_SETTINGS
+    @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        response = check(fuzzed, session, shape_chat(case, model, None), anthropic=True)
+        assert response.status_code != 200 or isinstance(case.body, dict)
 
     run()
 

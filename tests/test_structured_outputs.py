@@ -20,8 +20,8 @@ from pydantic import BaseModel, SecretStr
 
 from core.structured import check, strip_fences
 from cursorgate.v1 import chat_pb2
-from facade.convert import to_chat_request
-from facade.schemas import ChatCompletionRequest
+from facade.openai_chat.convert import to_chat_request
+from facade.openai_chat.schemas import ChatCompletionRequest
 from tests.procs import Stack
 
 
