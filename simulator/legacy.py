@@ -59,11 +59,22 @@ def view_of(chat: chat_pb2.StreamUnifiedChatRequest) -> ChatView:
         )
         if message.tool_results:
             results = [
-                ViewToolResult(r.tool_call_id, r.tool_name, r.content or r.result.mcp_result.result)
+                ViewToolResult(
+                    r.tool_call_id, r.tool_name, r.content, _mcp_is_error(r.result.mcp_result.result)
+                )
                 for r in message.tool_results
             ]
             view.messages.append(ViewMessage("tool", tool_results=results))
     return view
+
+
+def _mcp_is_error(result: str) -> bool:
+    """The isError flag of an MCP CallToolResult (JSON text), as Cursor's client sends it back."""
+    try:
+        data = json.loads(result or "{}")
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("isError") is True
 
 
 def render(frame: script.Frame) -> list[Message]:

@@ -259,7 +259,7 @@ def plan_for(view: ChatView, default_delay_ms: int = 0) -> Plan:
     if "text" in opts:
         reply = opts["text"].replace("_", " ")
     elif results:
-        shown = "; ".join(f"{r.name} -> {r.content}" for r in results)
+        shown = "; ".join(f"{r.name} -> {'error: ' if r.is_error else ''}{r.content}" for r in results)
         reply = f"The tools answered: {shown}"
     else:
         reply = f"Simulated {model or 'model'} answer. You said: {visible}"

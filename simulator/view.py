@@ -29,6 +29,8 @@ class ViewToolResult:
     id: str
     name: str
     content: str
+    # The caller marked the result as a failure (MCP isError, Anthropic is_error).
+    is_error: bool = False
 
 
 @dataclass

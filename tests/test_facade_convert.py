@@ -315,6 +315,7 @@ def test_chunk_stream_order_and_shape() -> None:
         "completion_tokens": 2,
         "total_tokens": 3,
         "completion_tokens_details": {"reasoning_tokens": 1},
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     assert all(c["usage"] is None for c in out[:-1])
     assert {(c["id"], c["created"], c["model"], c["object"]) for c in out} == {

@@ -251,8 +251,8 @@ def test_file_part_is_a_clear_400(client: openai.OpenAI) -> None:
 
 
 def sim_contexts(stack: Stack, count: int) -> list[str]:
-    requests = stack.sim_control("requests")
-    return [r["request"]["streamUnifiedChatRequest"]["explicitContext"]["context"] for r in requests[-count:]]
+    """The system context of the last `count` chat calls (any dialect)."""
+    return [r["view"]["system"] for r in stack.chat_requests()[-count:]]
 
 
 RETRY_INSTRUCTION = "Your previous answer did not call a tool"
