@@ -63,7 +63,7 @@ OPTIONAL_SUITES = {
     "CURSORGATE_TEST_POSTGRES_URL": (
         "PostgreSQL variants (set CURSORGATE_TEST_POSTGRES_URL; .ci/run starts a server)"
     ),
-    "chromedriver": "admin page in a real browser (apt-get install chromium chromium-driver)",
+    "chromium": "admin page in a real browser (apt-get install chromium chromium-driver)",
     "npm": "Node SDK clients (needs node and npm)",
 }
 
