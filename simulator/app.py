@@ -9,9 +9,11 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
+from aiserver.v1.inference_connect import InferenceServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
 from simulator import control, dashboard
 from simulator.config import SimulatorSettings
+from simulator.inference import SimInferenceService
 from simulator.legacy import SimChatService
 from simulator.pacing import FAULT
 from simulator.service import SimAiService
@@ -92,9 +94,12 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     state = control.SimState()
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
+    inference = InferenceServiceASGIApplication(SimInferenceService(settings, state))
+    BIDI_PATHS.add(f"{inference.path}/RunInference")
     app = Starlette(
         routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
     )
+    app.mount(inference.path, inference)
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
     app.add_middleware(Http2OnlyMiddleware)
