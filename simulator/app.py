@@ -13,6 +13,7 @@ from aiserver.v1.inference_connect import InferenceServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
 from simulator import control, dashboard
 from simulator.config import SimulatorSettings
+from simulator.h2cut import CUT
 from simulator.inference import SimInferenceService
 from simulator.legacy import SimChatService
 from simulator.pacing import FAULT
@@ -76,6 +77,9 @@ class FaultMiddleware:
                 await send({"type": "http.response.body", "body": b"<html>503 Service Unavailable</html>"})
                 return
             if message["type"] == "http.response.body" and fault.get("mode") == "break":
+                cut = scope.get("extensions", {}).get(CUT)  # h2: see simulator/h2cut.py
+                if cut is not None:
+                    await cut()
                 raise _Abort
             if message["type"] == "http.response.body" and fault.get("mode") == "malformed":
                 replaced = True

@@ -208,6 +208,7 @@ class SimInferenceService:
                 item = await queue.get()
                 if isinstance(item, Server):
                     yield item
+                    queue.task_done()  # sent: the player may go on (see _emit)
                 elif isinstance(item, BaseException):
                     raise item
                 elif item is _DISCONNECTED:
@@ -227,6 +228,7 @@ class SimInferenceService:
                     elif kind == "invoke_model":
                         raise ConnectError(Code.FAILED_PRECONDITION, "one invocation at a time (simulated)")
                     # cancel_invocation, run_request again: nothing to do in the simulator.
+                    queue.task_done()
         finally:
             for task in (reader, player):
                 if task is not None:
@@ -242,14 +244,14 @@ class SimInferenceService:
             while pause > 0:
                 await asyncio.sleep(min(HEARTBEAT_S, pause))
                 pause -= HEARTBEAT_S
-                queue.put_nowait(Server(heartbeat=inf.RunInferenceHeartbeat()))
+                await _emit(queue, Server(heartbeat=inf.RunInferenceHeartbeat()))
             async for frame in paced(plan, self.state):
                 for message in render(invocation_id, frame):
-                    queue.put_nowait(message)
+                    await _emit(queue, message)
             for message in usage_parts(invocation_id, plan):
-                queue.put_nowait(message)
-            queue.put_nowait(
-                Server(invocation_end=inf.RunInferenceInvocationEnd(invocation_id=invocation_id))
+                await _emit(queue, message)
+            await _emit(
+                queue, Server(invocation_end=inf.RunInferenceInvocationEnd(invocation_id=invocation_id))
             )
         except ConnectError as err:
             if plan.fault == "error" and plan.error in INBAND:
@@ -257,10 +259,17 @@ class SimInferenceService:
                     part = inf.InferenceStreamError(
                         message=err.message, error_type=_STREAM_ERROR_TYPE[plan.error]
                     )
-                    queue.put_nowait(response(invocation_id, error=part))
-                queue.put_nowait(inband_error(invocation_id, err))
+                    await _emit(queue, response(invocation_id, error=part))
+                await _emit(queue, inband_error(invocation_id, err))
             else:
-                queue.put_nowait(err)
+                await _emit(queue, err)
+
+
+async def _emit(queue: asyncio.Queue[Any], item: Any) -> None:
+    """Hand one item to the handler and wait until it is handled: the plan's fault must not be
+    armed (pacing.FAULT) while earlier parts are still unsent."""
+    queue.put_nowait(item)
+    await queue.join()
 
 
 async def _read(requests: AsyncIterator[Client], queue: asyncio.Queue[Any]) -> None:
