@@ -1,0 +1,153 @@
+"""The inference dialect end to end (simulator, core, facade as processes): what only this
+dialect carries (sampling, real token counts), its two error paths, heartbeats, HTTP/2 only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.procs import Stack, start_stack
+
+FAST_TIMEOUTS = {"CURSORGATE_UPSTREAM_IDLE_TIMEOUT": "1", "CURSORGATE_UPSTREAM_CONNECT_TIMEOUT": "1.5"}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("inference"), FAST_TIMEOUTS, dialect="inference")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key=gateway.license, max_retries=0)
+
+
+def test_sampling_reaches_cursor(client: openai.OpenAI, gateway: Stack) -> None:
+    client.chat.completions.create(
+        model="gpt-5.2",
+        messages=[{"role": "user", "content": "sample"}],
+        max_tokens=77,
+        temperature=0.25,
+        top_p=0.5,
+        stop=["STOP1", "STOP2"],
+    )
+    entry = gateway.chat_requests()[-1]
+    assert entry["dialect"] == "inference"
+    view = entry["view"]
+    # 0.25 and 0.5 are exact in float32, the type of model_config on the wire.
+    assert (view["max_tokens"], view["temperature"], view["top_p"]) == (77, 0.25, 0.5)
+    assert view["stop"] == ["STOP1", "STOP2"]
+    config = entry["request"]["invokeModel"]["request"]["modelConfig"]
+    assert config["maxTokens"] == 77 and config["stopSequences"] == ["STOP1", "STOP2"]
+
+
+def test_no_sampling_sends_no_model_config(client: openai.OpenAI, gateway: Stack) -> None:
+    client.chat.completions.create(model="gpt-5.2", messages=[{"role": "user", "content": "plain"}])
+    assert "modelConfig" not in gateway.chat_requests()[-1]["request"]["invokeModel"]["request"]
+
+
+# The simulator's documented counting rule (simulator/script.py): 3 characters a token, rounded
+# up; a prompt counts its text plus 8 per message. Worked out by hand for this prompt:
+# "sim: text=abcdefghijkl" is 22 characters + 8 = 30 -> 10 prompt tokens; the reply
+# "abcdefghijkl" is 12 characters -> 4 completion tokens. (The gateway's own estimate, 4
+# characters a token, would give 3 for the reply.)
+USAGE_PROMPT = "sim: text=abcdefghijkl"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_real_usage_reaches_the_caller(client: openai.OpenAI, stream: bool) -> None:
+    messages: Any = [{"role": "user", "content": USAGE_PROMPT}]
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-5.2", messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        usage = chunks[-1].usage
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        reply = client.chat.completions.create(model="gpt-5.2", messages=messages)
+        usage = reply.usage
+        text = reply.choices[0].message.content or ""
+    assert text == "abcdefghijkl"
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (10, 4, 14)
+
+
+def call(gateway: Stack, prompt: str, stream: bool) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "gpt-5.2", "messages": [{"role": "user", "content": prompt}], "stream": stream},
+        headers={"Authorization": f"Bearer {gateway.license}"},
+        timeout=30,
+    )
+
+
+def sse_events(response: httpx.Response) -> list[Any]:
+    lines = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+@pytest.mark.parametrize(
+    ("directive", "code"),
+    [
+        # In band: invocation_end.error (rate_limited), an error part first (provider).
+        ("error=rate_limited after=2", "rate_limit_exceeded"),
+        ("error=provider after=2", "upstream_unavailable"),
+        # A Connect end-stream error.
+        ("error=outdated after=2", "upstream_outdated_client"),
+    ],
+)
+def test_mid_stream_errors_on_both_paths(gateway: Stack, directive: str, code: str) -> None:
+    response = call(gateway, f"hello\nsim: chunks=6 {directive}", stream=True)
+    assert response.status_code == 200
+    events = sse_events(response)
+    content = [e for e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
+    assert len(content) == 2
+    assert events[-1]["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("directive", "status", "code"),
+    [
+        ("error=region", 403, "model_not_allowed"),  # in band
+        ("error=deprecated", 502, "upstream_outdated_client"),  # end-stream
+    ],
+)
+def test_errors_before_the_answer_on_both_paths(gateway: Stack, directive: str, status: int, code: str) -> None:
+    response = call(gateway, f"hello\nsim: {directive}", stream=False)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_heartbeats_keep_a_long_first_pause_alive(gateway: Stack) -> None:
+    """first_ms=2500 is longer than the gateway's 1.5 s connect and 1 s idle timeouts: only the
+    simulator's heartbeats keep the call alive."""
+    response = call(gateway, "slow start\nsim: first_ms=2500 text=late", stream=False)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "late"
+
+
+def test_http1_is_refused_with_464(gateway: Stack) -> None:
+    response = httpx.post(
+        f"{gateway.sim_url}/aiserver.v1.InferenceService/RunInference",
+        content=b"",
+        headers={"content-type": "application/connect+proto"},
+    )
+    assert response.status_code == 464
+
+
+def test_ide_profile_reaches_cursor(client: openai.OpenAI, gateway: Stack) -> None:
+    client.chat.completions.create(model="gpt-5.2", messages=[{"role": "user", "content": "who"}])
+    headers = gateway.chat_requests()[-1]["headers"]
+    assert headers["x-cursor-client-type"] == "ide"
+    assert headers["x-cursor-client-version"].startswith("3.")
+    assert headers["connect-content-encoding"] == "gzip"
+    assert gateway.token not in json.dumps(gateway.chat_requests())
