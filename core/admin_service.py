@@ -14,7 +14,10 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.accounts import Account, AccountPool
+from core.auth.cursor_auth import AuthError, is_api_key
+from core.auth.renewal import Renewer
 from core.chat_service import metadata_value
+from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
 from core.refresh import Refresher
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
@@ -58,6 +61,7 @@ class Backoffice:
     store: Store
     journal: Journal
     refresher: Refresher
+    renewer: Renewer
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -95,14 +99,25 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _not_found("account", account_id)
         return account
 
-    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+    async def _credentials(self, request: admin_pb2.AddAccountRequest) -> tuple[str, str, str]:
+        """(access token, refresh token, API key) from what the operator gave: a JWT or cookie
+        value (optionally with its refresh token), or a `crsr_` user API key, exchanged now."""
+        if is_api_key(request.token):
+            try:
+                tokens = await self.office.renewer.auth.exchange_api_key(request.token)
+            except AuthError as err:
+                raise _invalid(f"token: {err}") from None
+            return tokens.access_token, "", request.token.strip()
         try:
-            token = normalize_token(request.token)
+            return normalize_token(request.token), request.refresh_token.strip(), ""
         except InvalidToken:
             # The value itself is never echoed: it may be a real secret pasted in the wrong field.
             raise _invalid(
-                "token: expected a Cursor JWT or a WorkosCursorSessionToken cookie value."
+                "token: expected a Cursor JWT, a WorkosCursorSessionToken cookie value or a crsr_ API key."
             ) from None
+
+    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+        token, refresh_token, api_key = await self._credentials(request)
         existing = next((a for a in self.office.pool.all() if keys_equal(a.token, token)), None)
         if existing is not None:
             raise AdminError(
@@ -113,6 +128,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             token=token,
             label=_name(request.label, "label"),
             client_version=_client_version(request.client_version) or None,
+            dialect=_dialect(request.dialect or "auto"),
+            refresh_token=refresh_token,
+            api_key=api_key,
         )
         try:
             await self.office.store.add_account(account)
@@ -139,6 +157,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.label = _name(request.label, "label")
         if request.HasField("client_version"):
             account.client_version = _client_version(request.client_version) or None
+        if request.HasField("dialect"):
+            account.dialect = _dialect(request.dialect)
         if request.HasField("enabled"):
             account.enabled = request.enabled
             # Re-enabling is the admin's word that the problem is solved: start afresh.
@@ -157,6 +177,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self.office.store.remove_account(account.id)
         log.info("account %s removed", account.id)
         return admin_pb2.RemoveAccountResponse()
+
+    async def _probe_account(self, request: admin_pb2.ProbeAccountRequest) -> admin_pb2.Account:
+        account = self._account(request.id)
+        await self.office.refresher.reprobe(account)
+        await self.office.journal.flush()
+        return account_proto(account)
 
     async def _refresh_account(self, request: admin_pb2.RefreshAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
@@ -281,6 +307,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListRequestsResponse:
         return await self._serve(context, self._list_requests, request)
 
+    async def ProbeAccount(
+        self, request: admin_pb2.ProbeAccountRequest, context: Context
+    ) -> admin_pb2.Account:
+        return await self._serve(context, self._probe_account, request)
+
 
 # --- validation and conversion ---
 
@@ -289,6 +320,13 @@ def _name(value: str, field: str) -> str:
     value = value.strip()
     if len(value) > MAX_NAME:
         raise _invalid(f"{field}: at most {MAX_NAME} characters.")
+    return value
+
+
+def _dialect(value: str) -> str:
+    value = value.strip().lower()
+    if value not in DIALECTS:
+        raise _invalid(f"dialect: expected one of {', '.join(DIALECTS)}.")
     return value
 
 
@@ -334,7 +372,23 @@ def account_proto(account: Account) -> admin_pb2.Account:
         in_flight=account.in_flight,
         requests=account.requests,
         failures=account.failures,
+        dialect=account.dialect,
+        active_dialect=str(account.dialect_state.get("active") or ""),
+        credential="api_key" if account.api_key else "refresh_token" if account.refresh_token else "token",
+        renewal_error=str(account.auth_state.get("error") or "")[:300],
     )
+    renewed_at = account.auth_state.get("renewed_at")
+    if isinstance(renewed_at, int | float):
+        out.renewed_at.CopyFrom(_ts(float(renewed_at)))
+    probes = account.dialect_state.get("probes")
+    for name, probe in (probes if isinstance(probes, dict) else {}).items():
+        if isinstance(probe, dict):
+            entry = out.probes.add(
+                dialect=str(name), ok=bool(probe.get("ok")), detail=str(probe.get("detail", ""))
+            )
+            when = probe.get("at")
+            if isinstance(when, int | float):
+                entry.probed_at.CopyFrom(_ts(float(when)))
     for info in (account.models or {}).values():
         out.models.add(
             id=info.id,

@@ -52,6 +52,7 @@ async def _run_all() -> int:
             sim = SimulatorSettings()
             env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
             env["CURSOR_TOKEN"] = sim.demo_token()
+            env.setdefault("CURSORGATE_CLI_INSTALL_URL", f"http://{sim.host}:{sim.port}/install")
             proc = await _spawn("simulator", env)
             procs.append(("simulator", proc))
             await _wait_port(sim.host, sim.port, proc, "simulator")
@@ -175,7 +176,24 @@ def main(argv: list[str] | None = None) -> None:
     extract.add_argument("--add", action="store_true", help="add it to the pool via core's admin API instead")
     extract.add_argument("--label", default="", help="label for the added account")
     sub.add_parser("migrate", help="bring the database (CURSORGATE_DATABASE_URL) to the current schema")
+    login = sub.add_parser("login", help="sign in to Cursor in a browser and add the account to the pool")
+    login.add_argument("--label", default="", help="label for the added account")
+    secrets_cmd = sub.add_parser("secrets", help="credentials at rest").add_subparsers(
+        dest="secrets_command", required=True
+    )
+    rotate = secrets_cmd.add_parser(
+        "rotate", help="re-seal stored credentials with CURSORGATE_NEW_SECRET_KEY (core stopped)"
+    )
+    rotate.add_argument("--decrypt", action="store_true", help="store them in clear instead")
     args = parser.parse_args(argv)
+    if args.command == "login":
+        from core.auth.login import login as run_login
+
+        raise SystemExit(asyncio.run(run_login(args.label)))
+    if args.command == "secrets":
+        from core.store.rotate import rotate as run_rotate
+
+        raise SystemExit(asyncio.run(run_rotate(args.decrypt)))
     if args.command == "token":
         raise SystemExit(_token_extract(args.db, args.add, args.label))
     if args.command == "migrate":

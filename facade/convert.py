@@ -131,6 +131,7 @@ def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
     }
 
 

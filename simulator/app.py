@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.inference_connect import InferenceServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
-from simulator import control, dashboard
+from simulator import auth, control, dashboard
 from simulator.config import SimulatorSettings
 from simulator.h2cut import CUT
 from simulator.inference import SimInferenceService
@@ -101,7 +101,13 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     inference = InferenceServiceASGIApplication(SimInferenceService(settings, state))
     BIDI_PATHS.add(f"{inference.path}/RunInference")
     app = Starlette(
-        routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
+        routes=[
+            *control.routes(state),
+            *dashboard.routes(state),
+            *auth.routes(settings, auth.AuthState()),
+            Mount(chat.path, chat),
+            Mount(ai.path, ai),
+        ]
     )
     app.mount(inference.path, inference)
     app.state.sim = state

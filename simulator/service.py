@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from aiserver.v1 import models_pb2
 from core.catalog import THINKING_SUFFIX
+from core.upstream.tokens import jwt_claims
 from simulator import script
 from simulator.config import SimulatorSettings
 from simulator.control import SimState
@@ -43,6 +44,9 @@ class Checks:
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         if not JWT.match(token) or self.state.behaviour(token).reject:
             raise cursor_error("auth")
+        exp = jwt_claims(token).get("exp")
+        if isinstance(exp, int | float) and exp < time.time():
+            raise cursor_error("expired")
         return token
 
     def token(self, ctx: RequestContext[Any, Any]) -> str:

@@ -156,6 +156,8 @@ def start_stack(
         "CURSORGATE_LOG_LEVEL": "INFO",
         "CURSOR_TOKEN": token,
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
+        "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
+        "CURSORGATE_LOGIN_URL": f"http://127.0.0.1:{sim_port}",
         **(env_extra or {}),
     }
     stack = Stack(

@@ -33,7 +33,8 @@ class AccountRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(200), default="")
-    # The normalised JWT: it must be stored to be usable. Never returned whole, never logged.
+    # The normalised JWT: it must be stored to be usable (sealed when CURSORGATE_SECRET_KEY is
+    # set). Never returned whole, never logged.
     token: Mapped[str] = mapped_column(Text)
     # sha256 of the token: the same token is not added twice.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -51,6 +52,12 @@ class AccountRow(Base):
     # "auto" or a pinned dialect name; what auto found (active dialect, probe results).
     dialect: Mapped[str] = mapped_column(String(20), default="auto")
     dialect_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What renews the access token: an OAuth refresh token, or a user API key (crsr_...) that is
+    # exchanged again. Like `token`, sealed when CURSORGATE_SECRET_KEY is set.
+    refresh_token: Mapped[str] = mapped_column(Text, default="")
+    api_key: Mapped[str] = mapped_column(Text, default="")
+    # Renewal bookkeeping: when, how often, the last failure.
+    auth_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RequestLogRow(Base):

@@ -134,6 +134,11 @@ async def refresh_account(account_id: str, request: Request) -> Response:
     return await _call(request, _stub(request).RefreshAccount, admin_pb2.RefreshAccountRequest(id=account_id))
 
 
+@router.post("/api/accounts/{account_id}/probe")
+async def probe_account(account_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).ProbeAccount, admin_pb2.ProbeAccountRequest(id=account_id))
+
+
 # --- licenses ---
 
 

@@ -85,7 +85,11 @@ function detailsRow(account) {
     ["Client version", account.client_version || "(gateway default)"], ["Created", when(account.created_at)],
     ["Last refreshed", when(account.last_refreshed_at) || "never"], ["Cooling down until", when(account.cooldown_until)],
     ["Disabled because", account.disabled_reason], ["Requests / failures (this run)", account.requests + " / " + account.failures],
+    ["Dialect", (account.dialect || "auto") + (account.active_dialect ? " (speaking " + account.active_dialect + ")" : "")],
   ];
+  for (const probe of account.probes || []) {
+    facts.push(["Probe " + probe.dialect, (probe.ok ? "ok" : "refused") + " " + when(probe.probed_at) + ": " + probe.detail]);
+  }
   for (const [name, value] of facts) {
     if (!value) continue;
     const p = el("div");
@@ -118,7 +122,8 @@ function renderAccounts(accounts) {
     row.dataset.accountId = account.id;
     cell(row, account.label || account.id);
     cell(row, account.token_masked);
-    cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+    const status = cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+    status.appendChild(el("span", " " + (account.active_dialect || "?"), "muted dialect"));
     cell(row, account.models_known ? String((account.models || []).length) : "?");
     cell(row, usageSummary(account));
     cell(row, account.last_error);
@@ -129,6 +134,17 @@ function renderAccounts(accounts) {
       ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
       : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
     actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
+    actions.appendChild(button("Probe", () => action("Probe", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/probe"))));
+    const pin = el("select", undefined, "dialect-pin");
+    pin.title = "Cursor chat protocol for this account";
+    for (const name of ["auto", "inference", "agent", "legacy"]) {
+      const option = el("option", name);
+      option.value = name;
+      option.selected = (account.dialect || "auto") === name;
+      pin.appendChild(option);
+    }
+    pin.addEventListener("change", () => action("Dialect", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { dialect: pin.value })));
+    actions.appendChild(pin);
     actions.appendChild(button("Remove", () => {
       if (confirm("Remove account " + (account.label || account.id) + "?")) {
         action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
