@@ -4,6 +4,7 @@ dialect carries (sampling, real token counts), its two error paths, heartbeats, 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,7 +100,7 @@ def sse_events(response: httpx.Response) -> list[Any]:
     ("directive", "code"),
     [
         # In band: invocation_end.error (rate_limited), an error part first (provider).
-        ("error=rate_limited after=2", "rate_limit_exceeded"),
+        ("error=rate_limited retry_after=0.2 after=2", "rate_limit_exceeded"),
         ("error=provider after=2", "upstream_unavailable"),
         # A Connect end-stream error.
         ("error=outdated after=2", "upstream_outdated_client"),
@@ -112,6 +113,7 @@ def test_mid_stream_errors_on_both_paths(gateway: Stack, directive: str, code: s
     content = [e for e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
     assert len(content) == 2
     assert events[-1]["error"]["code"] == code
+    time.sleep(0.3)  # let the account's cool-down (the retry hint) pass
 
 
 @pytest.mark.parametrize(
@@ -121,7 +123,9 @@ def test_mid_stream_errors_on_both_paths(gateway: Stack, directive: str, code: s
         ("error=deprecated", 502, "upstream_outdated_client"),  # end-stream
     ],
 )
-def test_errors_before_the_answer_on_both_paths(gateway: Stack, directive: str, status: int, code: str) -> None:
+def test_errors_before_the_answer_on_both_paths(
+    gateway: Stack, directive: str, status: int, code: str
+) -> None:
     response = call(gateway, f"hello\nsim: {directive}", stream=False)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code

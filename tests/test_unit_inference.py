@@ -201,12 +201,9 @@ def test_golden_sequence() -> None:
     events = ex.feed(frame("22030a0169"))  # invocation_end (4) { invocation_id "i" }
     (event,) = events
     usage = event.usage
-    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.estimated) == (
-        10,
-        5,
-        15,
-        False,
-    )
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.estimated)
+    assert counts == (10, 5, 15, False)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (4, 2)
     assert ex.done and [m.WhichOneof("message") for m in ex.outbox] == ["finish_run"]
     assert ex.finish() == []
 

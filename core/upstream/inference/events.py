@@ -138,7 +138,8 @@ class EventMapper:
         if extended is not None:
             prompt = prompt or extended.input_tokens
             completion = completion or extended.output_tokens
-            _set_cache(usage, extended)
+            usage.cache_read_tokens = extended.cache_read_tokens
+            usage.cache_write_tokens = extended.cache_write_tokens
         usage.prompt_tokens = prompt
         usage.completion_tokens = completion
         usage.total_tokens = total or prompt + completion
@@ -159,12 +160,3 @@ class EventMapper:
                         )
                     )
         return events
-
-
-def _set_cache(usage: chat_pb2.Usage, extended: inf.InferenceExtendedUsageInfo) -> None:
-    # cursorgate.v1.Usage gains cache_read_tokens / cache_write_tokens (issue 9).
-    fields = usage.DESCRIPTOR.fields_by_name
-    if "cache_read_tokens" in fields:
-        setattr(usage, "cache_read_tokens", extended.cache_read_tokens)  # noqa: B010
-    if "cache_write_tokens" in fields:
-        setattr(usage, "cache_write_tokens", extended.cache_write_tokens)  # noqa: B010
