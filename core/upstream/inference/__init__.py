@@ -136,7 +136,8 @@ class InferenceDialect:
         return models_from_catalog(response)
 
     async def probe(self, account: Account) -> Probe:
-        """Open a run for the probe model and wait for run_ready: no model is ever invoked."""
+        """Open a run for the probe model, wait for run_ready, then finish_run and read the stream
+        to its end: no model is ever invoked."""
         outbox: asyncio.Queue[inf.RunInferenceClientMessage | None] = asyncio.Queue()
         run = inf.RunInferenceRunRequest(
             conversation_id=str(uuid.uuid4()),
@@ -146,16 +147,19 @@ class InferenceDialect:
         stream = self._inference.run_inference(
             _drain(outbox), headers=self.headers(account), timeout_ms=PROBE_TIMEOUT_MS
         )
+        ready = False
         try:
             async for frame in stream:
-                if frame.WhichOneof("message") == "run_ready":
+                kind = frame.WhichOneof("message")
+                if kind == "run_ready" and not ready:
+                    ready = True
                     outbox.put_nowait(FINISH_RUN)
-                    outbox.put_nowait(None)
-                    return Probe(True, "RunInference answers (run_ready)")
-                if frame.WhichOneof("message") == "invocation_end" and frame.invocation_end.HasField("error"):
-                    failure = invocation_error(frame.invocation_end.error)
-                    return self._judge(failure)
+                    outbox.put_nowait(None)  # half-close: Cursor ends the run
+                elif kind == "invocation_end" and frame.invocation_end.HasField("error"):
+                    return self._judge(invocation_error(frame.invocation_end.error))
         except ConnectError as err:
+            if ready:  # the answer was in before the run's end went wrong
+                return Probe(True, "RunInference answers (run_ready)")
             if err.code == ConnectCode.UNIMPLEMENTED:
                 return Probe(False, "RunInference is not offered (unimplemented)")
             return self._judge(classify(err))
@@ -163,6 +167,8 @@ class InferenceDialect:
             outbox.put_nowait(None)
             with contextlib.suppress(ConnectError):
                 await stream.aclose()  # type: ignore[attr-defined]
+        if ready:
+            return Probe(True, "RunInference answers (run_ready)")
         return Probe(False, "RunInference ended without run_ready")
 
     @staticmethod
