@@ -155,3 +155,49 @@ def test_ide_profile_reaches_cursor(client: openai.OpenAI, gateway: Stack) -> No
     assert headers["x-cursor-client-version"].startswith("3.")
     assert headers["connect-content-encoding"] == "gzip"
     assert gateway.token not in json.dumps(gateway.chat_requests())
+
+
+TIME: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The time in a zone.",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
+    },
+}
+
+
+def test_tool_round_trip_on_the_wire(client: openai.OpenAI, gateway: Stack) -> None:
+    """What RunInference carries for a round trip: the schema wrapped as {"jsonSchema": ...}, the
+    call as a Struct plus its JSON text, the result as a role-3 message with a string Value."""
+    messages: Any = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Use get_time"},
+    ]
+    first = client.chat.completions.create(model="gpt-5.2", messages=messages, tools=[TIME])
+    (call,) = first.choices[0].message.tool_calls or []
+    assert call.type == "function" and json.loads(call.function.arguments) == {"tz": "sim-tz"}
+    sent = gateway.chat_requests()[-1]["request"]["invokeModel"]["request"]
+    assert sent["tools"] == [
+        {
+            "name": "get_time",
+            "description": "The time in a zone.",
+            "parameters": {"jsonSchema": TIME["function"]["parameters"]},
+        }
+    ]
+    assert sent["messages"][0] == {"role": "INFERENCE_MESSAGE_ROLE_SYSTEM", "text": "Be brief."}
+
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
+    ]
+    final = client.chat.completions.create(model="gpt-5.2", messages=messages, tools=[TIME])
+    assert final.choices[0].message.content == "The tools answered: get_time -> 12:00"
+    sent = gateway.chat_requests()[-1]["request"]["invokeModel"]["request"]
+    roles = [m["role"].removeprefix("INFERENCE_MESSAGE_ROLE_") for m in sent["messages"]]
+    assert roles == ["SYSTEM", "USER", "ASSISTANT", "TOOL"]
+    (tool_call,) = sent["messages"][2]["toolCalls"]
+    assert tool_call["toolCallId"] == call.id and tool_call["args"] == {"tz": "sim-tz"}
+    assert json.loads(tool_call["rawToolCallArgs"]) == {"tz": "sim-tz"}
+    (result,) = sent["messages"][3]["toolContent"]["parts"]
+    assert result == {"toolCallId": call.id, "toolName": "get_time", "result": "12:00"}
