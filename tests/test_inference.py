@@ -3,15 +3,23 @@ dialect carries (sampling, real token counts), its two error paths, heartbeats, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import openai
+import pyqwest
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 
+from aiserver.v1 import inference_pb2 as inf
+from aiserver.v1.inference_connect import InferenceServiceClient
+from core.upstream.errors import Failure, classify
+from core.upstream.headers import ClientIdentity, ide_headers
 from tests.procs import Stack, start_stack
 
 FAST_TIMEOUTS = {"CURSORGATE_UPSTREAM_IDLE_TIMEOUT": "1", "CURSORGATE_UPSTREAM_CONNECT_TIMEOUT": "1.5"}
@@ -201,3 +209,46 @@ def test_tool_round_trip_on_the_wire(client: openai.OpenAI, gateway: Stack) -> N
     assert json.loads(tool_call["rawToolCallArgs"]) == {"tz": "sim-tz"}
     (result,) = sent["messages"][3]["toolContent"]["parts"]
     assert result == {"toolCallId": call.id, "toolName": "get_time", "result": "12:00"}
+
+
+async def _open_run(sim_url: str, headers: dict[str, str]) -> list[str]:
+    """A bare RunInference call against the simulator: run_request, then finish_run after run_ready."""
+    client = InferenceServiceClient(
+        sim_url, http_client=pyqwest.Client(pyqwest.HTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2))
+    )
+    queue: asyncio.Queue[inf.RunInferenceClientMessage | None] = asyncio.Queue()
+    run = inf.RunInferenceRunRequest(
+        conversation_id="c", requested_model=inf.InferenceRequestedModel(model_id="gpt-5.2")
+    )
+    queue.put_nowait(inf.RunInferenceClientMessage(run_request=run))
+
+    async def outgoing() -> AsyncIterator[inf.RunInferenceClientMessage]:
+        while (message := await queue.get()) is not None:
+            yield message
+
+    kinds = []
+    async for frame in client.run_inference(outgoing(), headers=headers, timeout_ms=10_000):
+        kinds.append(str(frame.WhichOneof("message")))
+        queue.put_nowait(inf.RunInferenceClientMessage(finish_run=inf.RunInferenceFinishRun()))
+        queue.put_nowait(None)
+    return kinds
+
+
+def ide(token: str, **changes: str) -> dict[str, str]:
+    identity = ClientIdentity(client_version="3.18.9", commit="2ba48ff3f7514cc4643c52ca9f7b3173d9b66130")
+    return {**ide_headers(token, identity), **changes}
+
+
+def test_simulator_checks_the_ide_profile(gateway: Stack) -> None:
+    assert asyncio.run(_open_run(gateway.sim_url, ide(gateway.token))) == ["run_ready"]
+    for wrong in (
+        {"x-cursor-client-version": "2.3.41"},
+        {"x-cursor-client-type": "cli"},
+    ):
+        with pytest.raises(ConnectError) as caught:
+            asyncio.run(_open_run(gateway.sim_url, ide(gateway.token, **wrong)))
+        assert classify(caught.value).failure is Failure.OUTDATED_CLIENT, wrong
+    for broken in ({"x-cursor-checksum": "nope"}, {"x-cursor-client-commit": ""}):
+        with pytest.raises(ConnectError) as caught:
+            asyncio.run(_open_run(gateway.sim_url, ide(gateway.token, **broken)))
+        assert caught.value.code == Code.INVALID_ARGUMENT, broken

@@ -19,6 +19,9 @@ from core.upstream.inference import InferenceExchange
 from core.upstream.inference.events import EventMapper
 from core.upstream.inference.request import build, run_request, stream_request
 from cursorgate.v1 import chat_pb2
+from simulator import inference as sim
+from simulator import script
+from simulator.errors import cursor_error
 
 Server = inf.RunInferenceServerMessage
 
@@ -353,3 +356,35 @@ def test_stream_ended_without_invocation_end_is_a_protocol_failure() -> None:
 
 def test_no_client_heartbeat() -> None:
     assert exchange().heartbeat() is None
+
+
+# --- the simulator's wire, read by the gateway's mapper ---
+
+
+@pytest.mark.parametrize(
+    ("kind", "failure"),
+    [
+        ("rate_limited", Failure.RATE_LIMITED),
+        ("region", Failure.REGION_BLOCKED),
+        ("max_mode", Failure.MAX_MODE_REQUIRED),
+        ("update_required", Failure.OUTDATED_CLIENT),
+    ],
+)
+def test_simulated_inband_error_reads_back(kind: str, failure: Failure) -> None:
+    end = sim.inband_error("i", cursor_error(kind))
+    assert end.invocation_end.error.details[0].type == "aiserver.v1.ErrorDetails"
+    with pytest.raises(UpstreamError) as caught:
+        exchange().feed(Server.FromString(end.SerializeToString()))
+    assert caught.value.failure is failure
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_simulated_call_parts_reassemble(streamed: bool) -> None:
+    args = '{"city": "Paris", "unit": "celsius"}'
+    call = script.ToolCall("toolu_x", "weather", args, 0, streamed)
+    parts = sim.render("i", call)
+    assert len(parts) == (3 if streamed else 1)
+    ex = exchange()
+    deltas = [e.tool_call for p in parts for e in ex.feed(p)]
+    assert deltas[0].id == "toolu_x" and deltas[0].name == "weather"
+    assert "".join(d.arguments for d in deltas) == args
