@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from core.config import CoreSettings
+from core.config import load_settings
 from core.server import serve
 from core.store.secretbox import SecretKeyError
 
@@ -21,7 +21,7 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 
 def main() -> None:
-    settings = CoreSettings()
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,12 +14,14 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.accounts import Account, AccountPool
+from core.aliases import Alias, AliasError, Offer
 from core.auth.cursor_auth import AuthError, is_api_key
 from core.auth.renewal import Renewer
 from core.chat_service import metadata_value
 from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
 from core.refresh import Refresher
+from core.resolve import ModelResolver
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
@@ -62,6 +64,9 @@ class Backoffice:
     journal: Journal
     refresher: Refresher
     renewer: Renewer
+
+    # Model resolution and the alias table (None: the alias RPCs answer UNIMPLEMENTED).
+    resolver: ModelResolver | None = None
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -254,10 +259,63 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                     completion_tokens=e.completion_tokens,
                     outcome=e.outcome,
                     stream=e.stream,
+                    requested_model=e.requested_model,
                 )
                 for e in entries
             ]
         )
+
+    # --- model aliases ---
+
+    def _resolver(self) -> ModelResolver:
+        if self.office.resolver is None:
+            raise AdminError(grpc.StatusCode.UNIMPLEMENTED, "Model aliases are not available in this core.")
+        return self.office.resolver
+
+    def _alias_proto(self, alias: Alias) -> admin_pb2.ModelAlias:
+        resolver = self._resolver()
+        served = resolver.resolve(alias.name)
+        offered = resolver.offer(served.model) is not Offer.NONE
+        return admin_pb2.ModelAlias(
+            name=alias.name,
+            targets=alias.targets,
+            source=alias.source,
+            note=alias.note,
+            resolves_to=served.model if offered else "",
+        )
+
+    async def _list_aliases(self, request: admin_pb2.ListAliasesRequest) -> admin_pb2.ListAliasesResponse:
+        table = self._resolver().aliases
+        return admin_pb2.ListAliasesResponse(aliases=[self._alias_proto(a) for a in table.all()])
+
+    async def _set_alias(self, request: admin_pb2.SetAliasRequest) -> admin_pb2.ModelAlias:
+        table = self._resolver().aliases
+        try:
+            alias = table.set(request.name, list(request.targets), apply=False)
+        except AliasError as err:
+            raise _invalid(str(err)) from None
+        await self.office.store.set_alias(alias.name, alias.targets, time.time())
+        table.set(alias.name, list(alias.targets))  # validated above; stored before it applies
+        log.info("alias %s set to %s", alias.name, ", ".join(alias.targets))
+        return self._alias_proto(alias)
+
+    async def _delete_alias(self, request: admin_pb2.DeleteAliasRequest) -> admin_pb2.DeleteAliasResponse:
+        table = self._resolver().aliases
+        name = request.name.strip()
+        try:
+            found = table.remove(name, apply=False)
+        except AliasError as err:
+            raise _invalid(f"Removing '{name[:80]}' would leave {err}") from None
+        if not found:
+            raise AdminError(
+                grpc.StatusCode.NOT_FOUND,
+                f"No alias '{name[:80]}' was set through the admin API (built-in and "
+                "CURSORGATE_MODEL_ALIASES aliases are changed by setting one of the same name).",
+            )
+        await self.office.store.delete_alias(name)
+        table.remove(name)
+        log.info("alias %s removed", name)
+        return admin_pb2.DeleteAliasResponse()
 
     # --- gRPC methods ---
 
@@ -311,6 +369,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ProbeAccountRequest, context: Context
     ) -> admin_pb2.Account:
         return await self._serve(context, self._probe_account, request)
+
+    async def ListAliases(
+        self, request: admin_pb2.ListAliasesRequest, context: Context
+    ) -> admin_pb2.ListAliasesResponse:
+        return await self._serve(context, self._list_aliases, request)
+
+    async def SetAlias(self, request: admin_pb2.SetAliasRequest, context: Context) -> admin_pb2.ModelAlias:
+        return await self._serve(context, self._set_alias, request)
+
+    async def DeleteAlias(
+        self, request: admin_pb2.DeleteAliasRequest, context: Context
+    ) -> admin_pb2.DeleteAliasResponse:
+        return await self._serve(context, self._delete_alias, request)
 
 
 # --- validation and conversion ---
@@ -397,6 +468,9 @@ def account_proto(account: Account) -> admin_pb2.Account:
             supports_images=info.supports_images,
             supports_tools=info.supports_tools,
             context_window=info.context_window,
+            supports_max_mode=bool(info.supports_max_mode),
+            max_mode_context_window=info.max_mode_context_window,
+            max_mode_only=info.max_mode_only,
         )
     for field in ("usage", "membership"):
         detail = _struct(account.details.get(field))

@@ -38,6 +38,8 @@ class AnswerShaper:
         self.stops = [s for s in sampling.stop if s]
         self.max_tokens = sampling.max_tokens if sampling.HasField("max_tokens") else None
         self.prompt_chars = prompt_chars(request)
+        # The model that serves (core has resolved aliases and variants into request.model).
+        self.served_model = request.model
         self.text_chars = 0
         self.reasoning_chars = 0
         self.tool_chars = 0
@@ -118,7 +120,7 @@ class AnswerShaper:
                 else FinishReason.FINISH_REASON_STOP
             )
         out.append(chat_pb2.ChatEvent(usage=self.usage()))
-        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason)))
+        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason, served_model=self.served_model)))
         return out
 
     def usage(self) -> chat_pb2.Usage:

@@ -11,13 +11,16 @@ from typing import Any
 
 import grpc
 
+from core.aliases import AliasTable
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
+from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.structured import add_instruction, is_strict, strict_events, validate_format
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -42,27 +45,43 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         router: Router,
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
+        resolver: ModelResolver | None = None,
     ) -> None:
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
         self.request_log = request_log
+        self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
 
-    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
+    async def _admit(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[License, str]:
+        """Checks the call and rewrites `request.model` (and `max_mode`) to what will serve;
+        returns the license and the model name the caller asked for."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        validate_format(request)
+        served = self.resolver.resolve(request.model, request.max_mode)
+        request.model = served.model
+        if served.max_mode:
+            request.max_mode = True
         self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
+            shown = f"'{served.requested}'"
+            if served.via:
+                shown += f" (an alias of '{request.model}')"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
-                f"The model '{request.model}' does not exist or is not offered by any account.",
+                f"The model {shown} does not exist or is not offered by any account.",
                 param="model",
             )
-        self.licenses.authorize(lic, request.model)
-        self.licenses.record_use(lic)
+        self.licenses.authorize(lic, request.model, served.via)
+        self.resolver.check_max_mode(served, request.model, request.max_mode)
+        await self.licenses.use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        return lic
+        add_instruction(request)
+        return lic, served.requested
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -73,9 +92,17 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
-    async def _events(
+    def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        if is_strict(request):  # validated, and repaired once, by core.structured
+            return strict_events(request, lambda r: self._round(r, context))
+        return self._round(request, context)
+
+    async def _round(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """One upstream answer, shaped: stop sequences, max_tokens, usage and finish."""
         shaper = AnswerShaper(request)
         upstream = self.router.stream(request, context.time_remaining())
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]
@@ -92,8 +119,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
         meter = Meter(self.request_log, stream=True)
+        requested = request.model
         try:
-            meter.license = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
@@ -109,17 +137,18 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("chat %s failed unexpectedly", request.request_id or "-")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
-            meter.finish(request.model)
+            meter.finish(request.model, requested)
             log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
 
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
         meter = Meter(self.request_log, stream=False)
+        requested = request.model
         try:
-            meter.license = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
-                response = await aggregate(request, self._events(request, context))
+                response = await aggregate(request, self._events(request, context), requested)
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"
             return response
@@ -134,17 +163,20 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("chat %s failed unexpectedly", request.request_id or "-")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
-            meter.finish(request.model)
+            meter.finish(request.model, requested)
 
 
 async def aggregate(
-    request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent]
+    request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent], requested: str = ""
 ) -> chat_pb2.ChatResponse:
-    """Folds a stream of events into one answer (tool call fragments joined per index)."""
+    """Folds a stream of events into one answer (tool call fragments joined per index).
+    `model` echoes what the caller asked for (as OpenAI does); `served_model` is what served."""
     text: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, chat_pb2.ToolCall] = {}
-    response = chat_pb2.ChatResponse(id=request.request_id, model=request.model)
+    response = chat_pb2.ChatResponse(
+        id=request.request_id, model=requested or request.model, served_model=request.model
+    )
     async for event in events:
         kind = event.WhichOneof("event")
         if kind == "text":

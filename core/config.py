@@ -9,8 +9,10 @@ import os
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.aliases import AliasTable, parse_aliases
 
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
@@ -105,6 +107,10 @@ class CoreSettings(BaseSettings):
     store_flush_interval: float = 0.5
     # Rows of the request log kept; older ones are deleted.
     request_log_max_rows: int = 10_000
+    # Responses API objects kept for `previous_response_id` and GET (`store: true`): at most this
+    # many (oldest go first), each for this many seconds (OpenAI keeps them 30 days).
+    response_store_max_rows: int = 10_000
+    response_store_ttl: float = 30 * 86_400.0
 
     @field_validator("upstream_dialect")
     @classmethod
@@ -120,6 +126,21 @@ class CoreSettings(BaseSettings):
             return self.agent_url
         return DEFAULT_AGENT_URL if self.upstream_url == DEFAULT_UPSTREAM_URL else self.upstream_url
 
+    # Model aliases on top of the built-in ones (core/aliases.py), JSON:
+    # {"alias": "model"} or {"alias": ["first choice", "fallback"]}. Checked at start.
+    model_aliases: str = ""
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _check_aliases(cls, value: str) -> str:
+        # Parsed again where used; here so that a bad table stops core at start with a clear error.
+        AliasTable(env=parse_aliases(value))
+        return value
+
+    @cached_property
+    def alias_table(self) -> dict[str, tuple[str, ...]]:
+        return parse_aliases(self.model_aliases)
+
     @field_validator("licenses", mode="before")
     @classmethod
     def _split_licenses(cls, value: object) -> object:
@@ -130,3 +151,42 @@ class CoreSettings(BaseSettings):
     @cached_property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def settings_problems(err: ValidationError) -> str:
+    """A ValidationError as one line per variable, without the values (they may be secrets)."""
+    lines = []
+    for problem in err.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        name = "CURSOR_TOKEN" if field == "cursor_token" else f"CURSORGATE_{field.upper()}"
+        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def load_settings() -> CoreSettings:
+    """The settings, or a clean exit naming each bad variable (no traceback, no values)."""
+    try:
+        return CoreSettings()
+    except ValidationError as err:
+        raise SystemExit(f"cursorgate core: invalid configuration:\n{settings_problems(err)}") from None
+
+
+class SupervisorSettings(BaseSettings):
+    """`cursorgate run`'s restart policy (the supervisor only; the children ignore these)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CURSORGATE_", env_file=os.environ.get("CURSORGATE_ENV_FILE", ".env"), extra="ignore"
+    )
+
+    # Seconds before the first restart of a child that died; doubled for each further crash
+    # within the crash-loop window, up to restart_backoff_max.
+    restart_backoff: float = Field(default=0.5, ge=0)
+    restart_backoff_max: float = Field(default=30.0, ge=0)
+    # This many crashes of one child within crash_loop_window seconds end the run (exit 1).
+    crash_loop_crashes: int = Field(default=5, ge=1)
+    crash_loop_window: float = Field(default=60.0, gt=0)
+    # Seconds a (re)started child has to answer its readiness probe before it counts as crashed.
+    start_timeout: float = Field(default=60.0, gt=0)
+    # JSON file the supervisor keeps its children's state in (the facade's /healthz reads it);
+    # empty: a file in a private temporary directory, removed at exit.
+    supervisor_status_file: str = ""

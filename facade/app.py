@@ -13,6 +13,7 @@ from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
 from facade.errors import install_error_handlers
 from facade.limits import BodySizeLimitMiddleware
+from facade.openai_responses.routes import router as responses_router
 from facade.responses import OrjsonResponse
 from facade.routes import health_router, router
 
@@ -45,6 +46,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix, tags=["openai"])
+        app.include_router(responses_router, prefix=prefix, tags=["openai-responses"])
     app.include_router(health_router, tags=["health"])
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
@@ -55,7 +57,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["x-request-id", "retry-after"],
         )

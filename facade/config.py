@@ -30,6 +30,9 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Set by `cursorgate run` for its children: its JSON status file, whose restart counts
+    # /healthz shows.
+    supervisor_status_file: str = ""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import orjson
 from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2, models_pb2
+from facade.response_format import to_response_format
 from facade.schemas import ChatCompletionRequest, ChatMessage, TextPart
 
 ROLES: dict[str, chat_pb2.Role] = {
@@ -99,6 +100,23 @@ def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.Ch
         request.parallel_tool_calls = body.parallel_tool_calls
     if body.reasoning_effort is not None:
         request.reasoning_effort = REASONING_EFFORTS[body.reasoning_effort]
+    if body.max_mode is not None:
+        request.max_mode = body.max_mode
+    fmt = body.response_format
+    if fmt is not None:
+        spec = fmt.json_schema
+        if fmt.type == "json_schema" and spec is not None:
+            request.response_format.CopyFrom(
+                to_response_format(
+                    "json_schema",
+                    name=spec.name,
+                    description=spec.description,
+                    schema=spec.schema_,
+                    strict=spec.strict,
+                )
+            )
+        else:
+            request.response_format.CopyFrom(to_response_format(fmt.type))
 
     sampling = request.sampling
     if body.temperature is not None:
@@ -261,12 +279,25 @@ class ChunkStream:
 
 
 def model_object(model: models_pb2.Model) -> dict[str, Any]:
-    return {
+    """OpenAI's four fields, then what the accounts report (README, "Model listing")."""
+    out: dict[str, Any] = {
         "id": model.id,
         "object": "model",
         "created": model.created,
         "owned_by": model.owned_by or "cursor",
+        "display_name": model.display_name or model.id,
+        "context_window": model.context_window or None,
+        "max_mode_context_window": model.max_mode_context_window or None,
+        "supports_thinking": model.supports_thinking,
+        "supports_images": model.supports_images,
+        "supports_tools": model.supports_tools,
+        "supports_max_mode": model.supports_max_mode,
+        "max_mode_only": model.max_mode_only,
+        "is_alias": model.is_alias,
     }
+    if model.is_alias:
+        out["alias_of"] = model.alias_of
+    return out
 
 
 def model_list(response: models_pb2.ListModelsResponse) -> dict[str, Any]:

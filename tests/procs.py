@@ -142,6 +142,7 @@ def start_stack(
     license: str = "sk-test-license",
     dialect: str = "auto",
 ) -> Stack:
+    tmp.mkdir(parents=True, exist_ok=True)
     token = make_jwt("auth0|user_test_primary")
     sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
     env = {

@@ -102,7 +102,7 @@ def test_gateway_wide_pin_and_a_bad_setting(tmp_path: Path) -> None:
     finally:
         gateway.stop()
     (tmp_path / "bad").mkdir()
-    with pytest.raises(RuntimeError, match="upstream_dialect"):
+    with pytest.raises(RuntimeError, match="CURSORGATE_UPSTREAM_DIALECT: must be one of"):
         start_stack(tmp_path / "bad", {"CURSORGATE_UPSTREAM_DIALECT": "smoke-signals"})
 
 

@@ -125,7 +125,7 @@ def test_classify_cursor_errors(kind: str, failure: Failure, retryable: bool) ->
         ("update_required", Failure.OUTDATED_CLIENT, "ERROR_CODE_UPSTREAM_OUTDATED_CLIENT", False),
         ("region", Failure.REGION_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
         ("model_blocked", Failure.MODEL_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
-        ("max_mode", Failure.MAX_MODE_REQUIRED, "ERROR_CODE_INVALID_REQUEST", False),
+        ("max_mode", Failure.MAX_MODE_REQUIRED, "ERROR_CODE_MAX_MODE_REQUIRED", False),
         ("account_closed", Failure.ACCOUNT_BLOCKED, "ERROR_CODE_UPSTREAM_AUTH", True),
         ("provider", Failure.UNAVAILABLE, "ERROR_CODE_UPSTREAM_UNAVAILABLE", True),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -21,7 +21,7 @@ from core.store.convert import (
 )
 from core.store.db import connect
 from core.store.secretbox import SecretBox
-from core.store.tables import AccountRow, LicenseRow, RequestLogRow
+from core.store.tables import AccountRow, AliasRow, LicenseRow, RequestLogRow
 
 
 class DuplicateAccount(Exception):
@@ -40,6 +40,8 @@ class RequestEntry:
     completion_tokens: int = 0
     outcome: str = "ok"
     stream: bool = False
+    # What the caller asked for when an alias, "-max" suffix or variant changed it ("" if not).
+    requested_model: str = ""
     id: int = 0
 
 
@@ -123,6 +125,25 @@ class Store:
                     .values(requests_used=LicenseRow.requests_used + n)
                 )
 
+    async def charge_license(self, license_id: str, pending: int) -> int | None:
+        """Counts one use if it fits the license's quota, in one conditional UPDATE (atomic, so
+        replicas cannot both take the last use). `pending`: uses not yet flushed by this process.
+        The new stored count, or None when the quota is used up (or the license is gone)."""
+        async with self._session.begin() as session:
+            used: int | None = await session.scalar(
+                update(LicenseRow)
+                .where(
+                    LicenseRow.id == license_id,
+                    or_(
+                        LicenseRow.request_quota.is_(None),
+                        LicenseRow.requests_used + pending < LicenseRow.request_quota,
+                    ),
+                )
+                .values(requests_used=LicenseRow.requests_used + 1)
+                .returning(LicenseRow.requests_used)
+            )
+            return used
+
     # --- accounts ---
 
     async def accounts(self) -> list[Account]:
@@ -161,6 +182,21 @@ class Store:
     async def remove_account(self, account_id: str) -> None:
         async with self._session.begin() as session:
             await session.execute(delete(AccountRow).where(AccountRow.id == account_id))
+
+    # --- model aliases (the admin layer; see core/aliases.py) ---
+
+    async def aliases(self) -> dict[str, tuple[str, ...]]:
+        async with self._session() as session:
+            rows = await session.scalars(select(AliasRow).order_by(AliasRow.name))
+            return {row.name: tuple(row.targets) for row in rows}
+
+    async def set_alias(self, name: str, targets: tuple[str, ...], at: float) -> None:
+        async with self._session.begin() as session:
+            await session.merge(AliasRow(name=name, targets=list(targets), updated_at=at))
+
+    async def delete_alias(self, name: str) -> None:
+        async with self._session.begin() as session:
+            await session.execute(delete(AliasRow).where(AliasRow.name == name))
 
     # --- request log ---
 

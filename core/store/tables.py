@@ -76,3 +76,35 @@ class RequestLogRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(64), default="ok")
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Migration 0002_aliases: the name the caller sent when it differs from `model`.
+    requested_model: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AliasRow(Base):
+    """Model aliases set through the admin API (migration 0002_aliases)."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The target names, in order.
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ResponseRow(Base):
+    """A stored Responses API object (`store: true`): opaque JSON of the facade's, per license."""
+
+    __tablename__ = "responses"
+
+    # Insertion order: the oldest rows go first when the table is over its bound.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(100), unique=True)
+    license_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200), default="")
+    previous_response_id: Mapped[str] = mapped_column(String(100), default="")
+    response_json: Mapped[str] = mapped_column(Text)
+    items_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

@@ -92,18 +92,13 @@ def model_config(sampling: chat_pb2.SamplingOptions) -> inf.InferenceModelConfig
     return config if config.ListFields() else None
 
 
-def max_mode(request: chat_pb2.ChatRequest) -> bool:
-    # ChatRequest may grow a max_mode flag (issue 9); until then the model name decides alone.
-    return bool(getattr(request, "max_mode", False))
-
-
 def run_request(
     request: chat_pb2.ChatRequest, model: str, conversation_id: str
 ) -> inf.RunInferenceRunRequest:
     """The outer run: conversation, model routing and the last user text as routing hint."""
     run = inf.RunInferenceRunRequest(
         conversation_id=conversation_id,
-        requested_model=inf.InferenceRequestedModel(model_id=model, max_mode=max_mode(request)),
+        requested_model=inf.InferenceRequestedModel(model_id=model, max_mode=request.max_mode),
         agent_mode=AGENT_MODE,
     )
     last = request.messages[-1] if request.messages else None
