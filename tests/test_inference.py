@@ -252,3 +252,13 @@ def test_simulator_checks_the_ide_profile(gateway: Stack) -> None:
         with pytest.raises(ConnectError) as caught:
             asyncio.run(_open_run(gateway.sim_url, ide(gateway.token, **broken)))
         assert caught.value.code == Code.INVALID_ARGUMENT, broken
+
+
+def test_max_mode_rides_the_requested_model(client: openai.OpenAI, gateway: Stack) -> None:
+    client.chat.completions.create(
+        model="claude-4.5-sonnet-max", messages=[{"role": "user", "content": "big"}]
+    )
+    view = gateway.last_view()
+    assert (view["model"], view["max_mode"]) == ("claude-4.5-sonnet", True)
+    client.chat.completions.create(model="claude-4.5-sonnet", messages=[{"role": "user", "content": "small"}])
+    assert gateway.last_view()["max_mode"] is False
