@@ -98,6 +98,7 @@ def view_of(run: inf.RunInferenceRunRequest, request: inf.InferenceStreamRequest
             raise ConnectError(Code.INVALID_ARGUMENT, f"unknown message role {message.role}")
         out = ViewMessage(role, _text(message))
         out.images = [_image(p.image) for p in message.parts.parts if p.HasField("image")]
+        out.reasoning = "".join(r.text for r in message.reasoning_parts)
         out.tool_calls = [
             ViewToolCall(
                 c.tool_call_id, c.tool_name, c.raw_tool_call_args or json.dumps(MessageToDict(c.args))

@@ -50,11 +50,8 @@ def auth(stack: Stack) -> dict[str, str]:
 
 
 def upstream_requests(stack: Stack) -> list[dict[str, Any]]:
-    return [
-        r["request"]["streamUnifiedChatRequest"]
-        for r in stack.sim_control("requests")
-        if "streamUnifiedChatRequest" in r["request"]
-    ]
+    """What Cursor was asked, in the simulator's dialect-neutral view."""
+    return [entry["view"] for entry in stack.chat_requests()]
 
 
 def last_upstream(stack: Stack) -> dict[str, Any]:
@@ -62,7 +59,7 @@ def last_upstream(stack: Stack) -> dict[str, Any]:
 
 
 def conversation_texts(request: dict[str, Any]) -> list[str]:
-    return [m.get("text", "") for m in request["conversation"]]
+    return [m.get("text", "") for m in request["messages"]]
 
 
 # --- plain text -----------------------------------------------------------------------------------
@@ -88,7 +85,7 @@ def test_create_returns_a_response_object(client: openai.OpenAI, stack: Stack) -
     assert response.usage.output_tokens > 0 and response.usage.input_tokens > 0
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
     upstream = last_upstream(stack)
-    assert "Answer like a pirate." in upstream["explicitContext"]["context"]
+    assert "Answer like a pirate." in upstream["system"]
     assert conversation_texts(upstream) == ["Hello there"]
 
 
@@ -160,7 +157,7 @@ def test_function_call_and_output_round_trip(client: openai.OpenAI, stack: Stack
     assert call.type == "function_call" and call.name == "get_current_weather"
     assert (call.id or "").startswith("fc_") and call.call_id and call.status == "completed"
     assert json.loads(call.arguments) == WEATHER_ARGS
-    assert upstream_requests(stack)[-1]["mcpTools"][0]["name"] == "get_current_weather"
+    assert upstream_requests(stack)[-1]["tools"][0]["name"] == "get_current_weather"
 
     second = client.responses.create(
         model="gpt-5.2",
@@ -215,7 +212,7 @@ def test_built_in_tools_are_dropped(client: openai.OpenAI, stack: Stack) -> None
     response = client.responses.create(model="gpt-5.2", input="Hi", tools=tools, tool_choice="auto")
     assert response.status == "completed"
     assert [t.type for t in response.tools] == ["function"]
-    assert [t["name"] for t in last_upstream(stack)["mcpTools"]] == ["get_current_weather"]
+    assert [t["name"] for t in last_upstream(stack)["tools"]] == ["get_current_weather"]
 
 
 def test_reasoning_items_are_accepted_and_sent_back_as_thinking(client: openai.OpenAI, stack: Stack) -> None:
@@ -236,9 +233,9 @@ def test_reasoning_items_are_accepted_and_sent_back_as_thinking(client: openai.O
         include=["reasoning.encrypted_content"],
     )
     assert response.output_text.endswith("You said: second question")
-    assistant = last_upstream(stack)["conversation"][1]
+    assistant = last_upstream(stack)["messages"][1]
     assert assistant["text"] == "first answer"
-    assert assistant["thinking"]["text"] == "I thought about it."
+    assert assistant["reasoning"] == "I thought about it."
 
 
 def test_codex_cli_request_shape(stack: Stack) -> None:
@@ -292,7 +289,7 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI, 
         "What is my name?",
     ]
     # Instructions are not carried over from the previous response (OpenAI's rule).
-    assert "Be terse." not in upstream["explicitContext"].get("context", "")
+    assert "Be terse." not in upstream["system"]
     # A stream continues the chain as well.
     third = list(
         client.responses.create(

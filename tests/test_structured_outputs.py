@@ -48,11 +48,8 @@ def client(stack: Stack) -> openai.OpenAI:
 
 
 def upstream_requests(stack: Stack) -> list[dict[str, Any]]:
-    return [
-        r["request"]["streamUnifiedChatRequest"]
-        for r in stack.sim_control("requests")
-        if "streamUnifiedChatRequest" in r["request"]
-    ]
+    """What Cursor was asked, in the simulator's dialect-neutral view."""
+    return [entry["view"] for entry in stack.chat_requests()]
 
 
 def city_format(strict: bool) -> Any:
@@ -69,7 +66,7 @@ def test_chat_parse_with_a_pydantic_model(client: openai.OpenAI, stack: Stack) -
         response_format=Weather,
     )
     assert completion.choices[0].message.parsed == EXPECTED
-    context = upstream_requests(stack)[-1]["explicitContext"]["context"]
+    context = upstream_requests(stack)[-1]["system"]
     assert context.startswith("You report weather.")
     assert "<json-schema>" in context and '"unit":{"enum":["celsius","fahrenheit"]' in context
 
@@ -129,7 +126,7 @@ def test_broken_answer_is_repaired_once(client: openai.OpenAI, stack: Stack, str
     assert json.loads(text) == {"city": "sim-city", "population": 1}
     requests = upstream_requests(stack)[before:]
     assert len(requests) == 2
-    repair = requests[1]["conversation"]
+    repair = requests[1]["messages"]
     assert repair[-2]["text"] == '{"answer": "unterminated'  # the rejected answer, unfenced
     assert repair[-1]["text"].startswith("Your previous answer did not conform to the required JSON Schema")
     assert "not valid JSON" in repair[-1]["text"]
