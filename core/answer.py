@@ -47,6 +47,7 @@ class AnswerShaper:
         self.finished: chat_pb2.FinishReason | None = None
         # What Cursor reported, when it did (the last report wins).
         self.reported: chat_pb2.Usage | None = None
+        self.stop_sequence = ""  # the stop sequence that ended the answer, if one did
         self._held = ""  # text held back because it might start a stop sequence
         # Neither stop sequences nor max_tokens: text events pass through as they are.
         self._passthrough = not self.stops and self.max_tokens is None
@@ -80,8 +81,9 @@ class AnswerShaper:
         text = self._held + text
         self._held = ""
         if self.stops:
-            cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-            if cut >= 0:
+            found = [(i, s) for s in self.stops if (i := text.find(s)) >= 0]
+            if found:
+                cut, self.stop_sequence = min(found, key=lambda hit: hit[0])
                 self.finished = FinishReason.FINISH_REASON_STOP
                 return self._emit(text[:cut])
             keep = max(len(s) for s in self.stops) - 1
@@ -120,7 +122,10 @@ class AnswerShaper:
                 else FinishReason.FINISH_REASON_STOP
             )
         out.append(chat_pb2.ChatEvent(usage=self.usage()))
-        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason, served_model=self.served_model)))
+        finish = chat_pb2.Finish(
+            reason=reason, served_model=self.served_model, stop_sequence=self.stop_sequence
+        )
+        out.append(chat_pb2.ChatEvent(finish=finish))
         return out
 
     def usage(self) -> chat_pb2.Usage:

@@ -12,15 +12,17 @@ from typing import Any
 import grpc
 
 from core.aliases import AliasTable
-from core.answer import AnswerShaper
+from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
-from core.errors import Code, GatewayError
+from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry
 from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
 from core.structured import add_instruction, is_strict, strict_events, validate_format
+from core.upstream import instructions
+from core.upstream.images import FETCH_OWNER
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -46,7 +48,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
         resolver: ModelResolver | None = None,
+        max_deadline: float | None = None,
     ) -> None:
+        # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
+        self.max_deadline = max_deadline
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
@@ -56,8 +61,20 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     async def _admit(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[License, str]:
-        """Checks the call and rewrites `request.model` (and `max_mode`) to what will serve;
-        returns the license and the model name the caller asked for."""
+        """Checks the call and uses the license; returns it and the model name the caller asked for."""
+        lic, requested = self._check(request, context)
+        await self.licenses.use(lic)
+        FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
+        if not request.request_id:
+            request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        add_instruction(request)
+        return lic, requested
+
+    def _check(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[License, str]:
+        """Authenticate, validate and authorize without using the license (count_tokens too);
+        rewrites `request.model` (and `max_mode`) to what will serve."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
         validate_format(request)
@@ -67,9 +84,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             request.max_mode = True
         self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
-            shown = f"'{served.requested}'"
+            shown = f"'{echo(served.requested)}'"
             if served.via:
-                shown += f" (an alias of '{request.model}')"
+                shown += f" (an alias of '{echo(request.model)}')"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
                 f"The model {shown} does not exist or is not offered by any account.",
@@ -77,10 +94,6 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             )
         self.licenses.authorize(lic, request.model, served.via)
         self.resolver.check_max_mode(served, request.model, request.max_mode)
-        await self.licenses.use(lic)
-        if not request.request_id:
-            request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        add_instruction(request)
         return lic, served.requested
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
@@ -92,6 +105,12 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
+    def _time_remaining(self, context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        remaining: float | None = context.time_remaining()
+        if self.max_deadline is None:
+            return remaining
+        return self.max_deadline if remaining is None else min(remaining, self.max_deadline)
+
     def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
@@ -102,9 +121,43 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     async def _round(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """One answer: an attempt, and for a required tool call one more if none came."""
+        if not must_call_tool(request):
+            async for event in self._attempt(request, context):
+                yield event
+            return
+        # Cursor has no switch that forces a tool call, only the instruction in the system
+        # context. So the answer is held back until a call shows up; an answer without one is
+        # dropped and asked for once more, with a firmer instruction. What the second attempt
+        # answers is passed on as it is (text, if the model still will not call a tool).
+        held: list[chat_pb2.ChatEvent] = []
+        called = False
+        attempt = self._attempt(request, context)
+        async with contextlib.aclosing(attempt):  # type: ignore[type-var]
+            async for event in attempt:
+                if not called and event.WhichOneof("event") != "tool_call":
+                    held.append(event)
+                    continue
+                if not called:
+                    called = True
+                    for earlier in held:
+                        yield earlier
+                yield event
+        if called:
+            return
+        log.info("chat %s: a tool call was required and none came; asking once more", request.request_id)
+        retry = chat_pb2.ChatRequest()
+        retry.CopyFrom(request)
+        retry.messages.add(role=chat_pb2.ROLE_SYSTEM).content.add(text=instructions.TOOL_RETRY)
+        async for event in self._attempt(retry, context):
+            yield event
+
+    async def _attempt(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
         """One upstream answer, shaped: stop sequences, max_tokens, usage and finish."""
         shaper = AnswerShaper(request)
-        upstream = self.router.stream(request, context.time_remaining())
+        upstream = self.router.stream(request, self._time_remaining(context))
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]
             async for event in upstream:
                 for out in shaper.feed(event):
@@ -165,6 +218,28 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         finally:
             meter.finish(request.model, requested)
 
+    async def CountTokens(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> chat_pb2.CountTokensResponse:
+        try:
+            self._check(request, context)
+            return chat_pb2.CountTokensResponse(input_tokens=estimate_tokens(prompt_chars(request)))
+        except GatewayError as err:
+            log.info("count_tokens failed: %s", Code.Name(err.code))
+            await context.abort_with_status(err.to_status())
+            raise  # unreachable: abort raises
+        except Exception:
+            log.exception("count_tokens failed unexpectedly")
+            await context.abort_with_status(INTERNAL_ERROR.to_status())
+            raise
+
+
+def must_call_tool(request: chat_pb2.ChatRequest) -> bool:
+    """tool_choice "required" (Anthropic's "any") or a named tool."""
+    mode = request.tool_choice.mode
+    required = (chat_pb2.ToolChoice.MODE_REQUIRED, chat_pb2.ToolChoice.MODE_FUNCTION)
+    return bool(request.tools) and mode in required
+
 
 async def aggregate(
     request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent], requested: str = ""
@@ -193,6 +268,7 @@ async def aggregate(
             response.usage.CopyFrom(event.usage)
         elif kind == "finish":
             response.finish_reason = event.finish.reason
+            response.stop_sequence = event.finish.stop_sequence
     response.content = "".join(text)
     response.reasoning = "".join(reasoning)
     response.tool_calls.extend(calls[i] for i in sorted(calls))

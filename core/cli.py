@@ -85,7 +85,11 @@ async def _add_account(token: str, label: str) -> int:
         return 2
     target = os.environ.get("CURSORGATE_CORE_ADDRESS") or settings.grpc_address
     metadata = (("authorization", f"Bearer {settings.admin_key.get_secret_value()}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
+    from core.grpc_tls import channel_credentials
+
+    tls = channel_credentials(settings)
+    channel_cm = grpc.aio.secure_channel(target, tls) if tls else grpc.aio.insecure_channel(target)
+    async with channel_cm as channel:
         try:
             account = await admin_pb2_grpc.AdminServiceStub(channel).AddAccount(
                 admin_pb2.AddAccountRequest(token=token, label=label or "from the Cursor IDE"),

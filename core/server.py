@@ -21,6 +21,8 @@ from core.auth.renewal import Renewer
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
+from core.grpc_guard import MalformedRequestGuard
+from core.grpc_tls import server_credentials, warn_if_exposed
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
@@ -82,7 +84,12 @@ class Core:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
-        port = self.server.add_insecure_port(self.settings.grpc_address)
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            port = self.server.add_insecure_port(self.settings.grpc_address)
+        else:
+            port = self.server.add_secure_port(self.settings.grpc_address, credentials)
+        warn_if_exposed(self.settings, tls=credentials is not None)
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -155,8 +162,15 @@ async def build(settings: CoreSettings) -> Core:
         raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
     resolver = ModelResolver(pool, catalog, aliases)
     router = Router(pool, upstream, settings.upstream_attempts, renewer)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, resolver=resolver)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequestGuard()])
+    chat = ChatService(
+        licenses,
+        router,
+        catalog,
+        request_log=journal.log_request,
+        resolver=resolver,
+        max_deadline=settings.request_timeout,
+    )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(licenses, pool, catalog, resolver), server

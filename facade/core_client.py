@@ -43,13 +43,21 @@ RECONNECT_WAIT_S = 1.0
 
 Metadata = tuple[tuple[str, str], ...]
 
+# Longest Authorization value forwarded: keys are ~50 characters, and gRPC caps all metadata at
+# 8 KiB (a longer header would fail the call locally, as RESOURCE_EXHAUSTED: a 429).
+MAX_AUTHORIZATION = 2048
+
 
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = (
+            grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
         self.responses = responses_pb2_grpc.ResponseStoreServiceStub(self.channel)
@@ -116,7 +124,7 @@ def call_metadata(authorization: str | None, request_id: str) -> Metadata:
     A missing or unsendable Authorization header forwards nothing: core then answers
     UNAUTHENTICATED, so the caller gets the same 401 either way.
     """
-    if authorization and _valid_value(authorization):
+    if authorization and len(authorization) <= MAX_AUTHORIZATION and _valid_value(authorization):
         return (("authorization", authorization), ("x-request-id", request_id))
     return (("x-request-id", request_id),)
 

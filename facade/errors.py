@@ -1,7 +1,9 @@
-"""OpenAI-style error bodies for every failure the facade answers, and the gRPC -> HTTP table.
+"""The facade's errors: the gRPC -> HTTP table, and the handlers that render every failure.
 
-Every error answer is `{"error": {"message", "type", "param", "code"}}`, including the
-framework's own 404/405/413 and validation errors, so OpenAI SDKs raise their typed errors.
+An error is decided once, as an `OpenAIError` (status, message, OpenAI type/param/code). By
+default it is rendered as OpenAI's `{"error": {"message", "type", "param", "code"}}`, including
+the framework's own 404/405/413 and validation errors, so OpenAI SDKs raise their typed errors;
+an API surface with its own shape registers a renderer for its paths (`add_error_renderer`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,6 +22,7 @@ from google.rpc import status_pb2
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from cursorgate.v1 import errors_pb2
 from facade.responses import OrjsonResponse
@@ -79,6 +82,7 @@ CORE_RETRY_AFTER_S = 1
 #   (rate_limit_exceeded vs insufficient_quota) so SDK retry logic can tell them apart.
 ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INVALID_REQUEST: HttpError(400, INVALID_REQUEST, None),
+    ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: HttpError(413, INVALID_REQUEST, "request_too_large"),
     ErrorCode.ERROR_CODE_UNAUTHENTICATED: HttpError(401, INVALID_REQUEST, "invalid_api_key"),
     ErrorCode.ERROR_CODE_MODEL_NOT_ALLOWED: HttpError(403, INVALID_REQUEST, "model_not_allowed"),
     ErrorCode.ERROR_CODE_MODEL_NOT_FOUND: HttpError(404, INVALID_REQUEST, "model_not_found"),
@@ -140,6 +144,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     401: "Incorrect or missing API key.",
     403: "This API key may not use this model.",
     404: "The model does not exist or you do not have access to it.",
+    413: "Request too large.",
     429: "Too many requests; retry later.",
     500: "The server had an error while processing your request.",
     502: "The upstream model provider returned an error.",
@@ -246,7 +251,7 @@ def _validation_error(errors: Sequence[Any]) -> OpenAIError:
         return OpenAIError(
             400,
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-            "using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+            "using your HTTP library correctly. The API expects a JSON payload.)",
         )
     param = param_from_loc(chosen.get("loc", ()))
     if param is None:
@@ -260,17 +265,36 @@ def _validation_error(errors: Sequence[Any]) -> OpenAIError:
     return OpenAIError(400, f"Invalid value for '{param}': {msg}.", param=param)
 
 
-# --- handlers -----------------------------------------------------------------------------
+# --- handlers ---------------------------------------------------------------------------
+
+Renderer = Callable[[OpenAIError], Response]
+PathMatcher = Callable[[str], bool]
+
+
+def add_error_renderer(app: FastAPI, matches: PathMatcher, render: Renderer) -> None:
+    """Errors of requests whose path `matches` are rendered by `render` (an API's own shape)."""
+    app.state.error_renderers.append((matches, render))
+
+
+def render_error(scope: Scope, error: OpenAIError) -> Response:
+    """The error in the shape of the API the request came in on (OpenAI's by default)."""
+    path = scope.get("path", "")
+    state = getattr(scope.get("app"), "state", None)
+    for matches, render in getattr(state, "error_renderers", ()):
+        if matches(path):
+            response: Response = render(error)
+            return response
+    return error.response()
 
 
 async def _openai_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIError)
-    return exc.response()
+    return render_error(request.scope, exc)
 
 
 async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _validation_error(exc.errors()).response()
+    return render_error(request.scope, _validation_error(exc.errors()))
 
 
 async def _http_exception_handler(request: Request, exc: Exception) -> Response:
@@ -285,18 +309,19 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail) if exc.detail else DEFAULT_MESSAGES.get(status, "Request failed.")
     kind = SERVER_ERROR if status >= 500 else INVALID_REQUEST
-    code = "request_too_large" if status == 413 else None
-    headers = dict(exc.headers) if exc.headers else None
-    return OrjsonResponse(error_body(message, kind, None, code), status_code=status, headers=headers)
+    code = {413: "request_too_large", 408: "request_timeout"}.get(status)
+    headers = dict(exc.headers) if exc.headers else {}
+    return render_error(request.scope, OpenAIError(status, message, kind, None, code, headers))
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     # Logged without the request (it may hold a license or private prompts).
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return OrjsonResponse(error_body(DEFAULT_MESSAGES[500], SERVER_ERROR), status_code=500)
+    return render_error(request.scope, OpenAIError(500, DEFAULT_MESSAGES[500], SERVER_ERROR))
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.state.error_renderers = []
     app.add_exception_handler(OpenAIError, _openai_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)
@@ -305,6 +330,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def payload_too_large() -> OpenAIError:
     return OpenAIError(413, "Request body too large.", code="request_too_large")
+
+
+def body_too_slow() -> OpenAIError:
+    return OpenAIError(408, "The request body did not arrive in time.", code="request_timeout")
 
 
 def _unencodable_path(value: Any, path: str) -> str | None:

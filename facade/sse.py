@@ -1,15 +1,18 @@
-"""Server-sent events for streamed completions, and cancelling core calls the client abandoned.
+"""Server-sent events for streamed answers of every API surface, and cancelling core calls
+the client abandoned.
 
-Frames are formatted by hand (`data: <json>\\n\\n`) on a plain StreamingResponse: measured
-about 35% faster than fastapi.sse for token-sized chunks.
+Each surface supplies a `StreamTranslator` that turns core's ChatEvents into its own SSE
+bytes; this module owns the I/O: waiting for the first event, the stream's lifetime, and
+cancelling core's call however the stream ends. Frames are formatted by hand
+(`data: <json>\\n\\n`) on a plain StreamingResponse: measured about 35% faster than
+fastapi.sse for token-sized chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from types import TracebackType
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import grpc
 import orjson
@@ -17,49 +20,38 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from cursorgate.v1 import chat_pb2
-from facade.convert import ChunkStream
 from facade.errors import SERVER_ERROR, OpenAIError, from_grpc_error
+from facade.guard import await_core
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-DONE = b"data: [DONE]\n\n"
 
 StreamCall = grpc.aio.UnaryStreamCall[chat_pb2.ChatRequest, chat_pb2.ChatEvent]
-AnyCall = grpc.aio.Call
 
 
-def frame(payload: dict[str, Any]) -> bytes:
+def frame(payload: Mapping[str, Any]) -> bytes:
+    """A data-only SSE frame (OpenAI's streams)."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-class DisconnectGuard:
-    """While core has not answered yet, cancel its call if the HTTP client goes away.
+def named_frame(event: bytes, payload: Mapping[str, Any]) -> bytes:
+    """An SSE frame with an event name (Anthropic's and the Responses API's streams)."""
+    return b"event: " + event + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
-    Used around waits that happen before any response byte is sent (the unary call, the
-    first stream event): there Starlette is not yet watching for disconnects itself.
-    """
 
-    def __init__(self, receive: Receive, call: AnyCall) -> None:
-        self._receive = receive
-        self._call = call
-        self._watcher: asyncio.Task[None] | None = None
-        self.disconnected = False
+class StreamTranslator(Protocol):
+    """One stream's ChatEvents -> SSE bytes. Each method returns zero or more whole frames
+    (b"" for none); `text` is the hot path, called for every text token. `start` gets core's
+    first event (it is then passed to `text`/`event` as usual), since some openings depend on it."""
 
-    async def _watch(self) -> None:
-        # The body is already read, so the next message is the disconnect.
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self.disconnected = True
-        self._call.cancel()
+    def start(self, first: chat_pb2.ChatEvent) -> bytes: ...
 
-    async def __aenter__(self) -> DisconnectGuard:
-        self._watcher = asyncio.create_task(self._watch())
-        return self
+    def text(self, text: str) -> bytes: ...
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+    def event(self, event: chat_pb2.ChatEvent) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def error(self, error: OpenAIError) -> bytes: ...
 
 
 class EventStreamResponse(StreamingResponse):
@@ -107,53 +99,41 @@ class EventStreamResponse(StreamingResponse):
             watcher.cancel()
 
 
-class ClientGone(Exception):
-    """The HTTP client left while we waited for core; nothing is left to answer."""
-
-
 async def open_stream(
-    call: StreamCall, chunks: ChunkStream, receive: Receive, headers: dict[str, str]
+    call: StreamCall, translator: StreamTranslator, receive: Receive, headers: dict[str, str]
 ) -> EventStreamResponse:
     """Wait for core's first event before committing to a 200, so a call that fails at once
-    (bad license, unknown model) gets its real HTTP status and a JSON error body."""
-    guard = DisconnectGuard(receive, call)
-    try:
-        async with guard:
-            first = await call.read()
-    except grpc.aio.AioRpcError as error:
-        if guard.disconnected:
-            raise ClientGone from None  # the guard's own cancel came back as CANCELLED
-        raise from_grpc_error(error) from None
-    except asyncio.CancelledError:
-        if guard.disconnected:
-            raise ClientGone from None
-        call.cancel()
-        raise
+    (bad license, unknown model) gets its real HTTP status and an error body.
+
+    Raises `facade.guard.ClientGone` when the client left while waiting.
+    """
+    first = await await_core(receive, call, call.read())
     if first is grpc.aio.EOF:
         raise OpenAIError(502, "The gateway core ended the stream without an answer.", SERVER_ERROR)
     assert isinstance(first, chat_pb2.ChatEvent)
     return EventStreamResponse(
-        _frames(call, chunks, first), on_close=call.cancel, headers=headers | SSE_HEADERS
+        _frames(call, translator, first), on_close=call.cancel, headers=headers | SSE_HEADERS
     )
 
 
-async def _frames(call: StreamCall, chunks: ChunkStream, first: chat_pb2.ChatEvent) -> AsyncIterator[bytes]:
+async def _frames(
+    call: StreamCall, translator: StreamTranslator, first: chat_pb2.ChatEvent
+) -> AsyncIterator[bytes]:
     try:
-        yield frame(chunks.first())
+        if opening := translator.start(first):
+            yield opening
         event: object = first
-        content_frame = chunks.content_frame
+        text = translator.text
         while isinstance(event, chat_pb2.ChatEvent):
-            if event.WhichOneof("event") == "text":  # the hot path: one token chunk
-                yield content_frame(event.text.text)
-            else:
-                for chunk in chunks.translate(event):
-                    yield frame(chunk)
+            if event.WhichOneof("event") == "text":  # the hot path: one token
+                yield text(event.text.text)
+            elif frames := translator.event(event):
+                yield frames
             event = await call.read()
-        yield DONE
+        yield translator.end()
     except grpc.aio.AioRpcError as error:
-        # Headers are gone: the failure travels in-band, in OpenAI's error schema.
-        yield frame(from_grpc_error(error).body())
-        yield DONE
+        # Headers are gone: the failure travels in-band, in the surface's own error schema.
+        yield translator.error(from_grpc_error(error))
     finally:
         # Runs on normal end, on error and on client disconnect (Starlette cancels us then).
         call.cancel()

@@ -9,6 +9,7 @@ on its own wire. Directives: a line `sim: key=value ...` in the last user messag
   error=KIND      end with a Cursor error: auth, expired, rate_limited, usage_limit, outdated,
                   bad_model, deprecated, internal, unavailable (HTTP 503 before any frame),
                   update_required, region, model_blocked, max_mode, account_closed, provider
+                  too_large (resource_exhausted "message is larger than configured max")
   after=N         frames sent before error/break/stall/malformed (default 0)
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)
@@ -16,6 +17,8 @@ on its own wire. Directives: a line `sim: key=value ...` in the last user messag
                   request's last user message carries no directive); json=always_broken keeps
                   doing so while any user message of the conversation says it; json=fenced wraps
                   a conforming answer in a ```json code fence
+  refuse_tools=once|always  answer in text although a tool call is required (once: until the
+                  gateway's retry instruction is in the context)
 Without directives: thinking frames for -thinking models, then a reply containing the last user
 message verbatim; with tools offered and a tool named in the prompt, or its topic mentioned
 (`get_current_weather` for "weather"), or forced by the gateway's tool_choice instruction, a call to
@@ -192,6 +195,9 @@ def chosen_tools(view: ChatView, opts: dict[str, str], prompt: str) -> list[str]
         return []
     context = view.system
     if instructions.NO_TOOLS in context:
+        return []
+    refuse = opts.get("refuse_tools")
+    if refuse == "always" or (refuse == "once" and instructions.TOOL_RETRY not in context):
         return []
     if "tools" in opts:
         return [t for t in opts["tools"].split(",") if t in offered]

@@ -38,7 +38,7 @@ class ViewMessage:
     images: list[ViewImage] = field(default_factory=list)
     tool_calls: list[ViewToolCall] = field(default_factory=list)
     tool_results: list[ViewToolResult] = field(default_factory=list)
-    # Assistant: the reasoning the caller sent back.
+    # An assistant message's reasoning, as the caller sent it back.
     reasoning: str = ""
 
 

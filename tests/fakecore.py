@@ -259,6 +259,16 @@ class _ChatService(chat_pb2_grpc.ChatServiceServicer):
         response.id = request.request_id
         return response
 
+    async def CountTokens(
+        self,
+        request: chat_pb2.ChatRequest,
+        context: grpc.aio.ServicerContext[chat_pb2.ChatRequest, Awaitable[chat_pb2.CountTokensResponse]],
+    ) -> chat_pb2.CountTokensResponse:
+        await authorize(self.fake, context)
+        self.fake.requests.append(request)
+        await fail_early(request.model, context)
+        return chat_pb2.CountTokensResponse(input_tokens=len(request.messages))
+
 
 class _ModelService(models_pb2_grpc.ModelServiceServicer):
     def __init__(self, fake: FakeCore) -> None:

@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from facade.config import FacadeSettings
-from facade.convert import (
+from facade.core_client import call_metadata, request_id_from
+from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
+from facade.openai_chat.convert import (
     REASONING_EFFORTS,
     ChunkStream,
     model_list,
@@ -23,9 +25,7 @@ from facade.convert import (
     to_chat_request,
     to_completion,
 )
-from facade.core_client import call_metadata, request_id_from
-from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
-from facade.schemas import INT32_MAX, ChatCompletionRequest
+from facade.openai_chat.schemas import INT32_MAX, ChatCompletionRequest
 
 ErrorCode = errors_pb2.ErrorCode
 
@@ -297,7 +297,7 @@ def test_chunk_stream_order_and_shape() -> None:
     deltas = [c["choices"][0]["delta"] if c["choices"] else None for c in out]
     assert deltas == [
         {"role": "assistant", "content": ""},
-        {"reasoning_content": "r"},
+        {"reasoning_content": "r", "reasoning": "r"},
         {"content": "t"},
         {
             "tool_calls": [
@@ -344,9 +344,72 @@ def test_completion_with_text_and_reasoning() -> None:
     assert out["object"] == "chat.completion"
     assert out["model"] == "m"
     message = out["choices"][0]["message"]
-    assert message == {"role": "assistant", "content": "hi", "refusal": None, "reasoning_content": "because"}
+    assert message == {
+        "role": "assistant",
+        "content": "hi",
+        "refusal": None,
+        "reasoning_content": "because",
+        "reasoning": "because",
+    }
     assert out["usage"]["total_tokens"] == 5  # derived when core left it 0
     assert out["usage"]["completion_tokens_details"] == {"reasoning_tokens": 1}
+
+
+def test_completion_with_reasoning_inlined() -> None:
+    response = chat_pb2.ChatResponse(
+        content="hi", reasoning="because", finish_reason=chat_pb2.FINISH_REASON_STOP
+    )
+    out = to_completion(response, completion_id="c", created=0, model="m", inline_think=True)
+    assert out["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "<think>because</think>\n\nhi",
+        "refusal": None,
+    }
+
+
+def test_first_chunk_has_null_content_unless_text_follows() -> None:
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False)
+    call = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f"))
+    assert chunks.first(call)["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    thinking = ev(reasoning=chat_pb2.ReasoningDelta(text="r"))
+    assert chunks.first(thinking)["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    text = ev(text=chat_pb2.TextDelta(text="t"))
+    assert chunks.first(text)["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
+def test_chunk_stream_inlines_reasoning_as_think() -> None:
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False, inline_think=True)
+    out = []
+    for event in [
+        ev(reasoning=chat_pb2.ReasoningDelta(text="r1")),
+        ev(reasoning=chat_pb2.ReasoningDelta(text="r2")),
+        ev(text=chat_pb2.TextDelta(text="t")),
+        ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP)),
+    ]:
+        out.extend(chunks.translate(event))
+    assert [c["choices"][0]["delta"] for c in out] == [
+        {"content": "<think>r1"},
+        {"content": "r2"},
+        {"content": "</think>\n\nt"},
+        {},
+    ]
+    # The SSE hot path closes it the same way.
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False, inline_think=True)
+    chunks.translate(ev(reasoning=chat_pb2.ReasoningDelta(text="r")))
+    assert b'"content":"</think>\\n\\nt"' in chunks.text("t")
+    # Before a tool call (or the end), the close tag is a chunk of its own.
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False, inline_think=True)
+    out = chunks.translate(ev(reasoning=chat_pb2.ReasoningDelta(text="r")))
+    out += chunks.translate(ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f")))
+    assert [c["choices"][0]["delta"] for c in out] == [
+        {"content": "<think>r"},
+        {"content": "</think>\n\n"},
+        {
+            "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+            ]
+        },
+    ]
 
 
 def test_completion_with_only_tool_calls() -> None:

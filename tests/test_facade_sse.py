@@ -9,8 +9,9 @@ import grpc
 import pytest
 
 from cursorgate.v1 import chat_pb2
-from facade.convert import ChunkStream
-from facade.sse import ClientGone, open_stream
+from facade.guard import ClientGone
+from facade.openai_chat.convert import ChunkStream
+from facade.sse import open_stream
 
 
 class ScriptedCall:

@@ -2,8 +2,9 @@
 
 The real stack (simulator, core, facade) answers every generated request; the only things that
 count as failures are a 5xx, an answer slower than the hang bound, an error body that is not
-OpenAI's schema, or a 200 stream that does not end with `[DONE]` (on `/responses`: with
-`response.completed`, `incomplete` or `failed`). Valid model names are mixed
+the API's own schema (OpenAI's, or Anthropic's under /v1/messages), or a 200 stream that does
+not end with `[DONE]` (`message_stop` for Anthropic; on `/responses`: `response.completed`,
+`incomplete` or `failed`). Valid model names are mixed
 in so that positive cases travel the whole path to the simulator and back.
 
 Then hypothesis property tests of core's converters, in process: build_request takes any valid
@@ -48,7 +49,7 @@ from core.upstream.legacy.request import (
     split_call_id,
     text_of,
 )
-from core.validate import validate_chat
+from core.validate import upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack
 
@@ -103,17 +104,29 @@ def defang(value: Any) -> Any:
     return value
 
 
-def check(stack: Stack, session: requests.Session, case: Case[Any]) -> schemathesis.Response:
+def check(
+    stack: Stack, session: requests.Session, case: Case[Any], *, anthropic: bool = False
+) -> schemathesis.Response:
+    """`anthropic`: the Messages API's error shape, key header and event stream."""
     started = time.monotonic()
-    headers = {"Authorization": f"Bearer {stack.license}"}
+    headers = {
+        "x-api-key" if anthropic else "Authorization": stack.license
+        if anthropic
+        else f"Bearer {stack.license}"
+    }
     response = case.call(base_url=stack.root_url, session=session, headers=headers, timeout=HANG_SECONDS)
     elapsed = time.monotonic() - started
     where = f"{case.method} {case.formatted_path} body={json.dumps(case.body, default=str)[:800]}"
     assert elapsed < HANG_SECONDS, f"{elapsed:.1f} s for {where}"
+    # Anthropic's "overloaded" is 529; nothing here should be short of capacity either.
     assert response.status_code < 500, f"{response.status_code} {response.text[:400]} for {where}"
     if response.status_code >= 400:
-        error = response.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}, response.text
+        if anthropic:
+            body = response.json()
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, response.text
+        else:
+            error = response.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"}, response.text
         assert stack.license not in response.text and stack.token not in response.text
     elif response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
         if case.path.endswith("/responses"):
@@ -126,8 +139,12 @@ def check(stack: Stack, session: requests.Session, case: Case[Any]) -> schemathe
                 assert events and events[-1] in RESPONSES_END, f"stream without a terminal event for {where}"
             return response
         assert not response.stream_cut_short, f"stream cut short (timeout) for {where}"
-        lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
-        assert lines and lines[-1] == "data: [DONE]", f"stream without [DONE] for {where}"
+        if anthropic:
+            events = [line for line in response.text.splitlines() if line.startswith("event: ")]
+            assert events and events[-1] == "event: message_stop", f"stream without message_stop for {where}"
+        else:
+            lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+            assert lines and lines[-1] == "data: [DONE]", f"stream without [DONE] for {where}"
     return response
 
 
@@ -275,6 +292,71 @@ def test_models(fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.S
     run()
 
 
+COMPLETIONS = "/v1/completions"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_positive(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, stream: bool
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream))
+
+    run()
+
+
+def test_legacy_completions_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session
+) -> None:
+    strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        response = check(fuzzed, session, shape_chat(case, model, None))
+        assert response.status_code != 200 or isinstance(case.body, dict)
+
+    run()
+
+
+MESSAGES = "/cursor/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+ANTHROPIC_MODELS = ["claude-4.5-sonnet", "claude-4.5-sonnet-thinking"]
+
+
+@pytest.mark.parametrize(("path", "stream"), [(MESSAGES, False), (MESSAGES, True), (COUNT_TOKENS, None)])
+def test_anthropic_positive(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str, stream: bool | None
+) -> None:
+    strategy = operation(api, "POST", path).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @FUZZ_SETTINGS
+    @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream), anthropic=True)
+
+    run()
+
+
+@pytest.mark.parametrize("path", [MESSAGES, COUNT_TOKENS])
+def test_anthropic_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str
+) -> None:
+    strategy = operation(api, "POST", path).as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+    @FUZZ_SETTINGS
+    @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
+    def run(case: Case[Any], model: str | None) -> None:
+        response = check(fuzzed, session, shape_chat(case, model, None), anthropic=True)
+        assert response.status_code != 200 or isinstance(case.body, dict)
+
+    run()
+
+
 def test_fuzz_left_nothing_open(fuzzed: Stack) -> None:
     """Runs last in this module: every fuzzed stream ended at the simulator too."""
     deadline = time.monotonic() + 5
@@ -392,6 +474,8 @@ def test_build_request_converts_any_valid_request(request: chat_pb2.ChatRequest)
     images = FakeImages()
     out = asyncio.run(build_request(request, Environment(client_version="2.3.41"), images))
     out.SerializeToString()  # every field holds a value its type accepts
+    # The admission bound on the upstream size (issue 14) is an upper bound of what is built.
+    assert out.ByteSize() <= upstream_size_bound(request)
     chat = out.stream_unified_chat_request
     kept = [m for m in request.messages if m.role in (chat_pb2.ROLE_USER, chat_pb2.ROLE_ASSISTANT)]
     assert len(chat.conversation) == max(1, len(kept))

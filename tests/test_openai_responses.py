@@ -50,8 +50,8 @@ def auth(stack: Stack) -> dict[str, str]:
 
 
 def upstream_requests(stack: Stack) -> list[dict[str, Any]]:
-    """What Cursor was asked, in the simulator's dialect-neutral view."""
-    return [entry["view"] for entry in stack.chat_requests()]
+    """What each chat call asked Cursor for, in the simulator's dialect-neutral view."""
+    return [r["view"] for r in stack.chat_requests()]
 
 
 def last_upstream(stack: Stack) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def last_upstream(stack: Stack) -> dict[str, Any]:
 
 
 def conversation_texts(request: dict[str, Any]) -> list[str]:
-    return [m.get("text", "") for m in request["messages"]]
+    return [m["text"] for m in request["messages"] if m["role"] in ("user", "assistant")]
 
 
 # --- plain text -----------------------------------------------------------------------------------

@@ -244,7 +244,27 @@ def test_secrets_absent_from_logs_and_answers(audited: tuple[Stack, Path]) -> No
         chat(stack, "boom\nsim: chunks=4 malformed=1 after=2", stream=True),
         chat(stack, "slow\nsim: chunks=4 stall=1 after=2", stream=True),
     ]
+    # The Anthropic surface: its key header, its DEBUG logging of headers and ignored fields.
+    messages_url = f"{stack.root_url}/cursor/v1/messages?beta=true"
+    message: dict[str, Any] = {
+        "model": "claude-4.5-sonnet",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {}}]}],
+    }
+    anthropic_answers = [
+        httpx.post(messages_url, json=message, headers={"x-api-key": LICENSE}, timeout=30),
+        httpx.post(messages_url, json=message | {"stream": True}, headers={"x-api-key": LICENSE}, timeout=30),
+        httpx.post(messages_url, json=message, headers={"x-api-key": WRONG_KEY}, timeout=30),
+        httpx.post(
+            f"{stack.root_url}/v1/messages/count_tokens",
+            json=message,
+            headers={"x-api-key": WRONG_KEY},
+            timeout=30,
+        ),
+    ]
+    assert [a.status_code for a in anthropic_answers] == [200, 200, 401, 401]
     stack.sim_control("tokens", {"token": stack.token, "reject": True})
+    answers += anthropic_answers
     answers.append(chat(stack, "who am I"))
     answers.append(chat(stack, "again", stream=True))
     statuses = [a.status_code for a in answers]

@@ -20,8 +20,8 @@ from pydantic import BaseModel, SecretStr
 
 from core.structured import check, strip_fences
 from cursorgate.v1 import chat_pb2
-from facade.convert import to_chat_request
-from facade.schemas import ChatCompletionRequest
+from facade.openai_chat.convert import to_chat_request
+from facade.openai_chat.schemas import ChatCompletionRequest
 from tests.procs import Stack
 
 
@@ -48,8 +48,8 @@ def client(stack: Stack) -> openai.OpenAI:
 
 
 def upstream_requests(stack: Stack) -> list[dict[str, Any]]:
-    """What Cursor was asked, in the simulator's dialect-neutral view."""
-    return [entry["view"] for entry in stack.chat_requests()]
+    """What each chat call asked Cursor for, in the simulator's dialect-neutral view."""
+    return [r["view"] for r in stack.chat_requests()]
 
 
 def city_format(strict: bool) -> Any:
@@ -126,7 +126,7 @@ def test_broken_answer_is_repaired_once(client: openai.OpenAI, stack: Stack, str
     assert json.loads(text) == {"city": "sim-city", "population": 1}
     requests = upstream_requests(stack)[before:]
     assert len(requests) == 2
-    repair = requests[1]["messages"]
+    repair = [m for m in requests[1]["messages"] if m["role"] in ("user", "assistant")]
     assert repair[-2]["text"] == '{"answer": "unterminated'  # the rejected answer, unfenced
     assert repair[-1]["text"].startswith("Your previous answer did not conform to the required JSON Schema")
     assert "not valid JSON" in repair[-1]["text"]

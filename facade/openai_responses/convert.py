@@ -15,8 +15,8 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2
-from facade.convert import REASONING_EFFORTS, ROLES, TOOL_CHOICE_MODES
 from facade.errors import OpenAIError
+from facade.openai_chat.convert import REASONING_EFFORTS, ROLES, TOOL_CHOICE_MODES
 from facade.openai_responses.protocol import (
     CreateResponseRequest,
     FunctionCallItem,

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from facade.schemas import INT32_MAX, ReasoningEffort, check_json_value
+from facade.openai_chat.schemas import INT32_MAX, ReasoningEffort, check_json_value
 
 log = logging.getLogger("facade.responses")
 

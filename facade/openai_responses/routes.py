@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cursorgate.v1 import chat_pb2, responses_pb2
-from facade.cancellation import await_unary, first_event
 from facade.config import FacadeSettings
 from facade.core_client import CoreClient, Metadata, call_metadata, request_id_from
-from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
+from facade.errors import SERVER_ERROR, OpenAIError, from_grpc_error, invalid_unicode
+from facade.guard import CLIENT_CLOSED, ClientGone, await_core
+from facade.openai_chat.routes import ERROR_RESPONSES
 from facade.openai_responses.convert import (
     INCOMPLETE,
     Item,
@@ -32,13 +33,11 @@ from facade.openai_responses.convert import (
 from facade.openai_responses.protocol import ITEMS, CreateResponseRequest, InputItem
 from facade.openai_responses.stream import Event, ResponseEvents
 from facade.responses import OrjsonResponse
-from facade.routes import ERROR_RESPONSES
-from facade.sse import SSE_HEADERS, ClientGone, EventStreamResponse
+from facade.sse import SSE_HEADERS, EventStreamResponse
 
 # Storing and loading a response is a database round trip, not a model call.
 STORE_TIMEOUT = 30.0
 # nginx's "client closed request": never seen by anyone, but keeps access logs honest.
-CLIENT_CLOSED = 499
 RESPONSE_NOT_FOUND = "response_not_found"
 
 router = APIRouter()
@@ -164,9 +163,11 @@ async def create_response(body: CreateResponseRequest, request: Request) -> Resp
     if body.stream:
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
         try:
-            first = await first_event(call, request.receive)
+            first = await await_core(request.receive, call, call.read())
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
+        if not isinstance(first, chat_pb2.ChatEvent):  # EOF: core ended without an answer
+            raise OpenAIError(502, "The gateway core ended the stream without an answer.", SERVER_ERROR)
         snapshot = response_object(
             body, response_id=response_id, created_at=created, status="in_progress", output=[]
         )
@@ -175,10 +176,9 @@ async def create_response(body: CreateResponseRequest, request: Request) -> Resp
             _frames(call, events, first, save), on_close=call.cancel, headers=headers | SSE_HEADERS
         )
 
+    unary = core.chat.Chat(chat_request, metadata=metadata, timeout=timeout)
     try:
-        answer = await await_unary(
-            core.chat.Chat(chat_request, metadata=metadata, timeout=timeout), request.receive
-        )
+        answer = await await_core(request.receive, unary, unary)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     reason = INCOMPLETE.get(answer.finish_reason)

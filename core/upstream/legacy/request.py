@@ -94,10 +94,12 @@ def system_context(request: chat_pb2.ChatRequest, tools: list[chat_pb2.Tool]) ->
     return "\n\n".join(p for p in parts if p)
 
 
-def _tool_result(call: chat_pb2.ToolCall, index: int, output: str) -> cursor.ConversationMessage.ToolResult:
+def _tool_result(
+    call: chat_pb2.ToolCall, index: int, output: str, failed: bool = False
+) -> cursor.ConversationMessage.ToolResult:
     tool_call_id, model_call_id = split_call_id(call.id)
     # The MCP CallToolResult shape Cursor's own client sends back ([W] tool_result.rs).
-    result_json = json.dumps({"content": [{"type": "text", "text": output}], "isError": False})
+    result_json = json.dumps({"content": [{"type": "text", "text": output}], "isError": failed})
     mcp_tool = tools_pb2.MCPParams.Tool(name=call.name, parameters=call.arguments, server_name=TOOL_SERVER)
     original = tools_pb2.ClientSideToolV2Call(
         tool=MCP,
@@ -134,6 +136,7 @@ async def build_request(
     agentic = bool(tools)
     mode = AGENT if agentic else CHAT
     outputs = {m.tool_call_id: text_of(m) for m in request.messages if m.role == Role.ROLE_TOOL}
+    failed = {m.tool_call_id for m in request.messages if m.role == Role.ROLE_TOOL and m.tool_error}
     image_counter = random.randint(256, 383)  # noqa: S311 - [W]'s per-request image uuid counter
 
     conversation: list[cursor.ConversationMessage] = []
@@ -156,7 +159,8 @@ async def build_request(
             if message.reasoning:
                 msg.thinking.text = message.reasoning
             for index, call in enumerate(message.tool_calls, start=1):
-                msg.tool_results.append(_tool_result(call, index, outputs.get(call.id, "")))
+                output = outputs.get(call.id, "")
+                msg.tool_results.append(_tool_result(call, index, output, call.id in failed))
             conversation.append(msg)
         # system/developer go to explicit_context; tool outputs ride on their assistant message.
     if not conversation:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,8 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cursorgate.v1 import models_pb2
-from facade.config import FacadeSettings
-from facade.convert import (
+from facade.context import core_of, metadata_of, settings_of
+from facade.core_client import request_id_from
+from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
+from facade.guard import CLIENT_CLOSED, ClientGone, await_core
+from facade.openai_chat.convert import (
     ChunkStream,
     model_list,
     model_object,
@@ -23,16 +23,12 @@ from facade.convert import (
     to_chat_request,
     to_completion,
 )
-from facade.core_client import CoreClient, Metadata, call_metadata, request_id_from
-from facade.errors import OpenAIError, from_grpc_error, invalid_unicode
+from facade.openai_chat.schemas import ChatCompletionRequest
 from facade.responses import OrjsonResponse
-from facade.schemas import ChatCompletionRequest
-from facade.sse import ClientGone, DisconnectGuard, open_stream
+from facade.sse import open_stream
 
 # Listing models is cheap; do not let it hang for the full completion deadline.
 MODELS_TIMEOUT = 30.0
-# nginx's "client closed request": never seen by anyone, but keeps access logs honest.
-CLIENT_CLOSED = 499
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": description}
@@ -52,20 +48,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-def _core(request: Request) -> CoreClient:
-    core: CoreClient = request.app.state.core
-    return core
-
-
-def _settings(request: Request) -> FacadeSettings:
-    settings: FacadeSettings = request.app.state.settings
-    return settings
-
-
-def _metadata(request: Request, request_id: str) -> Metadata:
-    return call_metadata(request.headers.get("authorization"), request_id)
-
-
 @router.post(
     "/chat/completions",
     response_model=None,
@@ -80,21 +62,28 @@ def _metadata(request: Request, request_id: str) -> Metadata:
     },
 )
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
-    core = _core(request)
-    timeout = _settings(request).request_timeout
+    core = core_of(request)
+    timeout = settings_of(request).request_timeout
     completion_id = new_completion_id()
     request_id = request_id_from(request.headers.get("x-request-id"), completion_id)
-    metadata = _metadata(request, request_id)
+    metadata = metadata_of(request, request_id)
     try:
         chat_request = to_chat_request(body, completion_id)
     except UnicodeEncodeError:  # JSON can spell unpaired surrogates; protobuf strings cannot hold them
         raise invalid_unicode(body.model_dump(exclude_none=True)) from None
     headers = {"x-request-id": request_id}
     await core.connected()
+    inline_think = settings_of(request).reasoning_inline_think
 
     if body.stream:
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
-        chunks = ChunkStream(completion_id=completion_id, model=body.model, include_usage=body.include_usage)
+        chunks = ChunkStream(
+            completion_id=completion_id,
+            model=body.model,
+            include_usage=body.include_usage,
+            inline_think=inline_think,
+            legacy_functions=body.legacy_functions,
+        )
         try:
             return await open_stream(call, chunks, request.receive, headers)
         except ClientGone:
@@ -102,30 +91,28 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
 
     created = int(time.time())
     unary = core.chat.Chat(chat_request, metadata=metadata, timeout=timeout)
-    guard = DisconnectGuard(request.receive, unary)
     try:
-        async with guard:
-            answer = await unary
-    except grpc.aio.AioRpcError as error:
-        if guard.disconnected:
-            return Response(status_code=CLIENT_CLOSED)  # the guard's own cancel, not a failure
-        raise from_grpc_error(error) from None
-    except asyncio.CancelledError:
-        if guard.disconnected:
-            return Response(status_code=CLIENT_CLOSED)
-        unary.cancel()
-        raise
-    completion = to_completion(answer, completion_id=completion_id, created=created, model=body.model)
+        answer = await await_core(request.receive, unary, unary)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    completion = to_completion(
+        answer,
+        completion_id=completion_id,
+        created=created,
+        model=body.model,
+        inline_think=inline_think,
+        legacy_functions=body.legacy_functions,
+    )
     return OrjsonResponse(completion, headers=headers)
 
 
 async def _list_models(request: Request) -> models_pb2.ListModelsResponse:
     request_id = request_id_from(request.headers.get("x-request-id"), new_completion_id())
-    timeout = min(_settings(request).request_timeout, MODELS_TIMEOUT)
-    await _core(request).connected()
+    timeout = min(settings_of(request).request_timeout, MODELS_TIMEOUT)
+    await core_of(request).connected()
     try:
-        return await _core(request).models.ListModels(
-            models_pb2.ListModelsRequest(), metadata=_metadata(request, request_id), timeout=timeout
+        return await core_of(request).models.ListModels(
+            models_pb2.ListModelsRequest(), metadata=metadata_of(request, request_id), timeout=timeout
         )
     except grpc.aio.AioRpcError as error:
         raise from_grpc_error(error) from None
@@ -143,38 +130,18 @@ async def retrieve_model(model: str, request: Request) -> Response:
             return OrjsonResponse(model_object(candidate))
     raise OpenAIError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it.",
+        f"The model '{model[:100]}' does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
     )
 
 
-health_router = APIRouter()
-
-
-@health_router.get("/healthz", response_model=None, summary="Liveness, and the state of the link to core")
-async def healthz(request: Request) -> Response:
-    """Always 200 while the facade runs. `core_link`: "up", "reconnecting" (unreachable for a few
-    seconds, e.g. restarting) or "down"; under `cursorgate run`, each process's restart count."""
-    core = _core(request)
-    body: dict[str, Any] = {"status": "ok", "core": core.state(), "core_link": core.link()}
-    if body["core_link"] != "up":
-        body["core_unreachable_s"] = round(core.unreachable_for(), 1)
-    supervised = _supervisor_status(_settings(request).supervisor_status_file)
-    if supervised is not None:
-        body["processes"] = supervised
-    return OrjsonResponse(body)
-
-
-def _supervisor_status(path: str) -> dict[str, Any] | None:
-    """Each child's state, restart count and last exit status (no pids: /healthz is public)."""
-    if not path:
-        return None
-    try:
-        children = json.loads(Path(path).read_text())["children"]
-        return {
-            name: {key: child.get(key) for key in ("state", "restarts", "last_exit", "last_exit_at")}
-            for name, child in children.items()
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # not written yet, or the supervisor is gone: report without it
+@router.post("/embeddings", response_model=None, summary="Not available: Cursor offers no embedding models")
+async def create_embeddings(request: Request) -> Response:
+    raise OpenAIError(
+        404,
+        "Embeddings are not available: Cursor offers no embedding models, so this gateway serves "
+        "chat models only.",
+        param="model",
+        code="model_not_found",
+    )

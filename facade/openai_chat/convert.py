@@ -14,8 +14,10 @@ import orjson
 from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2, models_pb2
+from facade.errors import OpenAIError
+from facade.openai_chat.schemas import ChatCompletionRequest, ChatMessage, FilePart, TextPart
 from facade.response_format import to_response_format
-from facade.schemas import ChatCompletionRequest, ChatMessage, TextPart
+from facade.sse import frame
 
 ROLES: dict[str, chat_pb2.Role] = {
     "system": chat_pb2.ROLE_SYSTEM,
@@ -50,6 +52,13 @@ FINISH_REASONS: dict[int, str] = {
 }
 
 
+DONE = b"data: [DONE]\n\n"
+# CURSORGATE_REASONING_INLINE_THINK: reasoning inlined in the content, as open models print it,
+# for clients that read nothing else (LangChain ChatOpenAI, the AI SDK's OpenAI chat model).
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>\n\n"
+
+
 def new_completion_id() -> str:
     return f"chatcmpl-{os.urandom(12).hex()}"
 
@@ -57,15 +66,47 @@ def new_completion_id() -> str:
 # --- OpenAI request -> ChatRequest --------------------------------------------------------
 
 
-def _message(message: ChatMessage) -> chat_pb2.Message:
+def _legacy_message(message: ChatMessage) -> chat_pb2.Message:
+    """The deprecated API's calls and results carry no call id, and Cursor accepts tool results
+    only for ids of its own: so they travel as text, which every model reads."""
+    text = message.content if isinstance(message.content, str) else ""
+    if isinstance(message.content, list):
+        text = "\n".join(part.text for part in message.content if isinstance(part, TextPart))
+    if message.role == "function":
+        return chat_pb2.Message(
+            role=chat_pb2.ROLE_USER,
+            content=[chat_pb2.ContentPart(text=f"Result of function {message.name or ''}:\n{text}")],
+        )
+    call = message.function_call
+    assert call is not None
+    said = f"{text}\n\n" if text else ""
+    return chat_pb2.Message(
+        role=chat_pb2.ROLE_ASSISTANT,
+        content=[
+            chat_pb2.ContentPart(text=f"{said}Called function {call.name} with arguments {call.arguments}")
+        ],
+    )
+
+
+def _message(message: ChatMessage, index: int) -> chat_pb2.Message:
+    if message.role == "function" or message.function_call is not None:
+        return _legacy_message(message)
     out = chat_pb2.Message(role=ROLES[message.role])
     content = message.content
     if isinstance(content, str):
         out.content.add(text=content)
     elif content is not None:
-        for part in content:
+        for j, part in enumerate(content):
             if isinstance(part, TextPart):
                 out.content.add(text=part.text)
+            elif isinstance(part, FilePart):
+                raise OpenAIError(
+                    400,
+                    "File content parts are not supported: Cursor's chat API cannot carry files. "
+                    "Send the file's text as a text part instead.",
+                    param=f"messages[{index}].content[{j}]",
+                    code="unsupported_content",
+                )
             else:
                 image = chat_pb2.Image(url=part.image_url.url, detail=part.image_url.detail or "")
                 out.content.add(image=image)
@@ -82,9 +123,9 @@ def _message(message: ChatMessage) -> chat_pb2.Message:
 
 def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.ChatRequest:
     request = chat_pb2.ChatRequest(model=body.model, request_id=request_id, user=body.user or "")
-    request.messages.extend(_message(message) for message in body.messages)
-    for tool in body.tools or ():
-        fn = tool.function
+    request.messages.extend(_message(message, i) for i, message in enumerate(body.messages))
+    functions = [tool.function for tool in body.tools] if body.tools is not None else body.functions
+    for fn in functions or ():
         out = request.tools.add(name=fn.name, description=fn.description or "", strict=bool(fn.strict))
         if fn.parameters is not None:
             parameters = struct_pb2.Struct()
@@ -96,7 +137,15 @@ def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.Ch
     elif choice is not None:
         request.tool_choice.mode = chat_pb2.ToolChoice.MODE_FUNCTION
         request.tool_choice.function_name = choice.function.name
-    if body.parallel_tool_calls is not None:
+    elif body.legacy_functions and body.function_call is not None:
+        if isinstance(body.function_call, str):
+            request.tool_choice.mode = TOOL_CHOICE_MODES[body.function_call]
+        else:
+            request.tool_choice.mode = chat_pb2.ToolChoice.MODE_FUNCTION
+            request.tool_choice.function_name = body.function_call.name
+    if body.legacy_functions:
+        request.parallel_tool_calls = False  # the deprecated API has one call per turn
+    elif body.parallel_tool_calls is not None:
         request.parallel_tool_calls = body.parallel_tool_calls
     if body.reasoning_effort is not None:
         request.reasoning_effort = REASONING_EFFORTS[body.reasoning_effort]
@@ -154,18 +203,35 @@ def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
 
 
 def to_completion(
-    response: chat_pb2.ChatResponse, *, completion_id: str, created: int, model: str
+    response: chat_pb2.ChatResponse,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    inline_think: bool = False,
+    legacy_functions: bool = False,
 ) -> dict[str, Any]:
-    """A `chat.completion` object from core's aggregated answer."""
+    """A `chat.completion` object from core's aggregated answer (with `legacy_functions`, in
+    the deprecated function-calling API's shape: one `function_call`)."""
+    content = response.content
+    if inline_think and response.reasoning:
+        content = f"{THINK_OPEN}{response.reasoning}{THINK_CLOSE}{content}"
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null content when the turn is only tool calls.
-        "content": response.content if response.content or not response.tool_calls else None,
+        "content": content if content or not response.tool_calls else None,
         "refusal": None,
     }
-    if response.reasoning:
-        message["reasoning_content"] = response.reasoning
-    if response.tool_calls:
+    if response.reasoning and not inline_think:
+        # `reasoning_content` (DeepSeek's name, read by most OpenAI-compatible clients) and
+        # `reasoning` (read by the AI SDK's openai-compatible provider, OpenRouter, vLLM).
+        message["reasoning_content"] = message["reasoning"] = response.reasoning
+    finish_reason = FINISH_REASONS.get(response.finish_reason, "stop")
+    if response.tool_calls and legacy_functions:
+        first = response.tool_calls[0]
+        message["function_call"] = {"name": first.name, "arguments": first.arguments}
+        finish_reason = "function_call" if finish_reason == "tool_calls" else finish_reason
+    elif response.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in response.tool_calls
@@ -180,7 +246,7 @@ def to_completion(
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": FINISH_REASONS.get(response.finish_reason, "stop"),
+                "finish_reason": finish_reason,
             }
         ],
     }
@@ -190,20 +256,44 @@ def to_completion(
 
 
 class ChunkStream:
-    """Turns one completion's ChatEvents into `chat.completion.chunk` dicts.
+    """Turns one completion's ChatEvents into `chat.completion.chunk` dicts, and as a
+    `facade.sse.StreamTranslator` into their SSE frames.
 
     Holds the little state OpenAI's chunk order needs: the role-only first chunk, and the
     usage event (core sends it before `finish`; OpenAI sends usage last, with no choices).
     """
 
-    __slots__ = ("_content_frame", "_usage", "completion_id", "created", "finished", "include_usage", "model")
+    __slots__ = (
+        "_content_frame",
+        "_thinking",
+        "_usage",
+        "completion_id",
+        "created",
+        "finished",
+        "include_usage",
+        "inline_think",
+        "legacy_functions",
+        "model",
+    )
 
-    def __init__(self, *, completion_id: str, model: str, include_usage: bool, created: int | None = None):
+    def __init__(
+        self,
+        *,
+        completion_id: str,
+        model: str,
+        include_usage: bool,
+        created: int | None = None,
+        inline_think: bool = False,
+        legacy_functions: bool = False,
+    ):
         self.completion_id = completion_id
+        self.legacy_functions = legacy_functions
         self.model = model
         self.include_usage = include_usage
+        self.inline_think = inline_think
         self.created = int(time.time()) if created is None else created
         self.finished = False
+        self._thinking = False  # inline_think: a <think> is open in the content
         self._usage: chat_pb2.Usage | None = None
         self._content_frame: tuple[bytes, bytes] | None = None
 
@@ -240,15 +330,43 @@ class ChunkStream:
             parts = self._content_frame = (b"data: " + head + b'"content":', tail + b"\n\n")
         return parts[0] + orjson.dumps(text) + parts[1]
 
-    def first(self) -> dict[str, Any]:
-        return self._chunk({"role": "assistant", "content": ""})
+    def first(self, first_event: chat_pb2.ChatEvent | None = None) -> dict[str, Any]:
+        """The role chunk. Its content is "" as OpenAI's when text follows, else null: an empty
+        string before a tool call makes clients such as the AI SDK open an empty text part."""
+        text_follows = first_event is None or first_event.WhichOneof("event") == "text"
+        return self._chunk({"role": "assistant", "content": "" if text_follows else None})
+
+    def _close_think(self) -> list[dict[str, Any]]:
+        if not self._thinking:
+            return []
+        self._thinking = False
+        return [self._chunk({"content": THINK_CLOSE})]
 
     def translate(self, event: chat_pb2.ChatEvent) -> list[dict[str, Any]]:
         kind = event.WhichOneof("event")
         if kind == "text":
-            return [self._chunk({"content": event.text.text})]
+            text = event.text.text
+            if self._thinking:
+                self._thinking = False
+                text = THINK_CLOSE + text
+            return [self._chunk({"content": text})]
         if kind == "reasoning":
-            return [self._chunk({"reasoning_content": event.reasoning.text})]
+            text = event.reasoning.text
+            if self.inline_think:
+                opening = "" if self._thinking else THINK_OPEN
+                self._thinking = True
+                return [self._chunk({"content": opening + text})]
+            # Both names, as in to_completion.
+            return [self._chunk({"reasoning_content": text, "reasoning": text})]
+        if self._thinking and kind in ("tool_call", "finish"):
+            return self._close_think() + self.translate(event)
+        if kind == "tool_call" and self.legacy_functions:
+            delta = event.tool_call
+            if delta.index != 0:
+                return []  # one call per turn in the deprecated API (core was asked for one)
+            legacy: dict[str, str] = {"name": delta.name} if delta.name else {}
+            legacy["arguments"] = delta.arguments
+            return [self._chunk({"function_call": legacy})]
         if kind == "tool_call":
             delta = event.tool_call
             call: dict[str, Any] = {"index": delta.index}
@@ -268,11 +386,35 @@ class ChunkStream:
             return []
         if kind == "finish":
             self.finished = True
-            chunks = [self._chunk({}, FINISH_REASONS.get(event.finish.reason, "stop"))]
+            reason = FINISH_REASONS.get(event.finish.reason, "stop")
+            if self.legacy_functions and reason == "tool_calls":
+                reason = "function_call"
+            chunks = [self._chunk({}, reason)]
             if self.include_usage and self._usage is not None:
                 chunks.append(self._usage_chunk(self._usage))
             return chunks
         return []  # an event kind newer than this facade: skip rather than fail
+
+    # --- facade.sse.StreamTranslator ---
+
+    def start(self, first: chat_pb2.ChatEvent) -> bytes:
+        return frame(self.first(first))
+
+    def text(self, text: str) -> bytes:
+        if self._thinking:
+            self._thinking = False
+            text = THINK_CLOSE + text
+        return self.content_frame(text)
+
+    def event(self, event: chat_pb2.ChatEvent) -> bytes:
+        return b"".join(frame(chunk) for chunk in self.translate(event))
+
+    def end(self) -> bytes:
+        return DONE
+
+    def error(self, error: OpenAIError) -> bytes:
+        # Headers are gone: the failure travels in-band, in OpenAI's error schema.
+        return frame(error.body()) + DONE
 
 
 # --- models ---------------------------------------------------------------------------------

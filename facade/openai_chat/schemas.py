@@ -1,4 +1,5 @@
-"""OpenAI chat-completions protocol models (request side), kept apart from serving logic.
+"""OpenAI chat-completions (and legacy completions) protocol models (request side), kept apart
+from serving logic.
 
 Unknown fields are ignored, as OpenAI-compatible servers commonly do, so newer SDKs keep
 working; values of known fields must have the right JSON type (strict: no "1" for 1).
@@ -20,7 +21,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_SCHEMA_DEPTH = 24
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+# "function": the deprecated function-calling API's result message.
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class _Model(BaseModel):
@@ -43,7 +45,13 @@ class ImagePart(_Model):
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class FilePart(_Model):
+    """Accepted by the schema so that the answer can say why it is refused (convert.py)."""
+
+    type: Literal["file"]
+
+
+ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
 
 
 class FunctionCall(_Model):
@@ -68,6 +76,8 @@ class ChatMessage(_Model):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+    # The deprecated function-calling API's assistant call.
+    function_call: FunctionCall | None = None
 
 
 def check_json_value(value: Any, depth: int = 1) -> None:
@@ -162,6 +172,9 @@ class ChatCompletionRequest(_Model):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolDefinition] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    # The deprecated spellings of tools/tool_choice; used when `tools` is absent.
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["auto", "none"] | NamedFunction | None = None
     parallel_tool_calls: bool | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -191,3 +204,48 @@ class ChatCompletionRequest(_Model):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def legacy_functions(self) -> bool:
+        """The caller speaks the deprecated function-calling API: answer in its shape."""
+        return self.functions is not None and self.tools is None
+
+
+class CompletionRequest(_Model):
+    """The body of `POST /v1/completions`."""
+
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    user: str | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    best_of: int | None = Field(default=None, ge=1, le=1)
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt is supported")
+        return value
+
+    @field_validator("suffix", "logprobs")
+    @classmethod
+    def _unsupported(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError("not supported: Cursor's chat API has no such option")
+        return value
+
+    @property
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
