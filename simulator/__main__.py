@@ -12,6 +12,7 @@ from hypercorn.config import Config
 
 from simulator.app import create_app
 from simulator.config import SimulatorSettings
+from simulator.h2cut import ConnectionCut
 
 
 def hypercorn_config(settings: SimulatorSettings) -> Config:
@@ -32,7 +33,7 @@ async def _main(settings: SimulatorSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await serve(create_app(settings), hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(ConnectionCut(create_app(settings)), hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -9,9 +9,12 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
+from aiserver.v1.inference_connect import InferenceServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
 from simulator import auth, control, dashboard
 from simulator.config import SimulatorSettings
+from simulator.h2cut import CUT
+from simulator.inference import SimInferenceService
 from simulator.legacy import SimChatService
 from simulator.pacing import FAULT
 from simulator.service import SimAiService
@@ -74,6 +77,9 @@ class FaultMiddleware:
                 await send({"type": "http.response.body", "body": b"<html>503 Service Unavailable</html>"})
                 return
             if message["type"] == "http.response.body" and fault.get("mode") == "break":
+                cut = scope.get("extensions", {}).get(CUT)  # h2: see simulator/h2cut.py
+                if cut is not None:
+                    await cut()
                 raise _Abort
             if message["type"] == "http.response.body" and fault.get("mode") == "malformed":
                 replaced = True
@@ -92,6 +98,8 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     state = control.SimState()
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
+    inference = InferenceServiceASGIApplication(SimInferenceService(settings, state))
+    BIDI_PATHS.add(f"{inference.path}/RunInference")
     app = Starlette(
         routes=[
             *control.routes(state),
@@ -101,6 +109,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
             Mount(ai.path, ai),
         ]
     )
+    app.mount(inference.path, inference)
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
     app.add_middleware(Http2OnlyMiddleware)

@@ -59,6 +59,17 @@ class Checks:
             raise cursor_error("outdated")
         return token
 
+    def ide3(self, ctx: RequestContext[Any, Any]) -> str:
+        """The IDE 3.18 profile (RunInference): client type ide, version >= 3.0, checksum, platform
+        and build commit (agent-protocol.md §2.5)."""
+        token = self.token(ctx)
+        h = ctx.request_headers
+        if h.get("x-cursor-client-type") != "ide" or _version(h.get("x-cursor-client-version", "")) < (3,):
+            raise cursor_error("outdated")
+        if not all(h.get(f"x-cursor-client-{k}") for k in ("os", "arch", "device-type", "commit")):
+            raise ConnectError(Code.INVALID_ARGUMENT, "missing x-cursor-client-os/arch/device-type/commit")
+        return token
+
 
 def display_name(model: str) -> str:
     """A display name as Cursor's look: "claude-4.5-sonnet-thinking" -> "Claude 4.5 Sonnet Thinking"."""

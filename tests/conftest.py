@@ -9,8 +9,9 @@ import pytest
 
 from tests.procs import Stack, start_stack
 
-# Every dialect this build speaks; CURSORGATE_TEST_DIALECTS narrows the list (comma separated).
-ALL_DIALECTS = ("legacy", "inference", "agent")
+# Every dialect this build speaks, in auto's order of preference (core.upstream.base.PREFERENCE);
+# CURSORGATE_TEST_DIALECTS narrows the list (comma separated).
+ALL_DIALECTS = ("inference", "agent", "legacy")
 
 
 def test_dialects() -> list[str]:

@@ -83,6 +83,7 @@ class CursorClient:
             heartbeat = self._heartbeats(dialect, exchange, outbox)
         stream = dialect.open(exchange, _drain(outbox), headers)
         frames = 0
+        answered = False
         watchdog = _Watchdog(self.settings.upstream_connect_timeout, deadline)
         try:
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
@@ -90,7 +91,7 @@ class CursorClient:
                     now = loop.time()
                     if deadline is not None and now >= deadline:
                         watchdog.fired = "deadline"
-                        raise self._expired(watchdog, frames)
+                        raise self._expired(watchdog, answered)
                     watchdog.since = now
                     watchdog.waiting = True
                     try:
@@ -99,13 +100,17 @@ class CursorClient:
                         break
                     except (ConnectError, asyncio.CancelledError):
                         if watchdog.fired:
-                            raise self._expired(watchdog, frames) from None
+                            raise self._expired(watchdog, answered) from None
                         raise
                     watchdog.waiting = False
-                    if frames == 0:
-                        watchdog.wait = self.settings.upstream_idle_timeout
                     frames += 1
-                    for event in exchange.feed(frame):
+                    events = exchange.feed(frame)
+                    # Bidi handshakes (run_ready, exec/KV requests, heartbeats) are not an answer:
+                    # until the first event, a silence is still "Cursor sent nothing".
+                    if events and not answered:
+                        answered = True
+                        watchdog.wait = self.settings.upstream_idle_timeout
+                    for event in events:
                         yield event
                     if exchange.outbox:
                         for message in exchange.outbox:
@@ -154,16 +159,16 @@ class CursorClient:
         handle.append(loop.call_later(dialect.heartbeat_s, tick))
         return _Cancel(handle)
 
-    def _expired(self, watchdog: _Watchdog, frames: int) -> UpstreamError:
+    def _expired(self, watchdog: _Watchdog, answered: bool) -> UpstreamError:
         task = asyncio.current_task()
         if watchdog.cancelled and task is not None:
             task.uncancel()  # the cancellation was the watchdog's, not the caller's
         if watchdog.fired == "deadline":
             return classify(ConnectError(ConnectCode.DEADLINE_EXCEEDED, "Request timed out"))
-        return self._stalled(frames)
+        return self._stalled(answered)
 
-    def _stalled(self, frames: int) -> UpstreamError:
-        if frames == 0:
+    def _stalled(self, answered: bool) -> UpstreamError:
+        if not answered:
             return UpstreamError(Failure.UNAVAILABLE, "Cursor sent nothing before the connect timeout.")
         return UpstreamError(
             Failure.TIMEOUT, f"Cursor's stream stalled for {self.settings.upstream_idle_timeout:g} s."
