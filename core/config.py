@@ -9,6 +9,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,8 +72,20 @@ class CoreSettings(BaseSettings):
     oauth_client_id: str = "KbZUR41cY7W6zRSdpSUJ7I7mLYBKOCmB"
     # Seconds before an access token's exp at which it is renewed.
     token_renew_before: float = 300.0
-    # An HTTP(S) or SOCKS5 proxy for every call to Cursor ("" : direct).
+    # A proxy for every call to Cursor: chat, models, usage, login and renewal
+    # (http://, https://, socks5://, socks5h://; credentials in the URL). "": direct.
     upstream_proxy: str = ""
+
+    @field_validator("upstream_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and urlsplit(value).scheme not in ("http", "https", "socks5", "socks5h"):
+            raise ValueError("must be an http://, https://, socks5:// or socks5h:// URL")
+        if value and not urlsplit(value).hostname:
+            raise ValueError("must name the proxy's host")
+        return value
+
     # Host of agent.v1.AgentService/Run; empty: DEFAULT_AGENT_URL against Cursor, else upstream_url.
     agent_url: str = ""
     # Which Cursor chat RPC to speak: auto (probe each account, remember what works), or one.

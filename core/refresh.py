@@ -40,7 +40,9 @@ class Refresher:
         self.settings = settings
         self.pool = pool
         self.models = models
-        self._http = httpx.AsyncClient(base_url=settings.upstream_url.rstrip("/"), timeout=20.0)
+        self._http = httpx.AsyncClient(
+            base_url=settings.upstream_url.rstrip("/"), timeout=20.0, proxy=settings.upstream_proxy or None
+        )
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(CONCURRENCY)
 

@@ -25,6 +25,9 @@ def _transport(settings: CoreSettings, http_version: pyqwest.HTTPVersion | None)
         read_timeout=settings.upstream_idle_timeout + 5,
         pool_idle_timeout=90.0,
         enable_otel=False,
+        # CURSORGATE_UPSTREAM_PROXY (http, https, socks5, socks5h); unset: the usual
+        # HTTP(S)_PROXY environment applies, as for any HTTP client.
+        proxy=settings.upstream_proxy or None,
     )
 
 

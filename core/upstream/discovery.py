@@ -34,7 +34,9 @@ class Discovery:
         self.ctx = ctx
         self.pool = pool
         settings = ctx.settings
-        self._http = httpx.AsyncClient(timeout=15.0, follow_redirects=True)
+        self._http = httpx.AsyncClient(
+            timeout=15.0, follow_redirects=True, proxy=settings.upstream_proxy or None
+        )
         self._task: asyncio.Task[None] | None = None
         self.install_url = settings.cli_install_url
 
