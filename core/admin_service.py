@@ -237,6 +237,45 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def _list_licenses(self, request: admin_pb2.ListLicensesRequest) -> admin_pb2.ListLicensesResponse:
         return admin_pb2.ListLicensesResponse(licenses=[license_proto(x) for x in self.office.licenses.all()])
 
+    async def _update_license(self, request: admin_pb2.UpdateLicenseRequest) -> admin_pb2.License:
+        lic = self.office.licenses.get(request.id)
+        if lic is None:
+            raise _not_found("license", request.id)
+        # Every value is checked before anything changes: a bad request changes nothing.
+        name = _name(request.name, "name") if request.HasField("name") else lic.name
+        models = lic.allowed_models
+        if request.HasField("allowed_models"):
+            listed = [m.strip() for m in request.allowed_models.models if m.strip()]
+            if len(listed) > MAX_ALLOWED_MODELS:
+                raise _invalid(f"allowed_models: at most {MAX_ALLOWED_MODELS} models.")
+            if any(len(m) > MAX_NAME for m in listed):
+                raise _invalid("allowed_models: a model id is too long.")
+            models = frozenset(listed) if listed else None
+        quota = lic.request_quota
+        if request.clear_request_quota:
+            quota = None
+        elif request.HasField("request_quota"):
+            if request.request_quota < 0:
+                raise _invalid("request_quota: must not be negative.")
+            quota = request.request_quota
+        expires_at = lic.expires_at
+        if request.clear_expires_at:
+            expires_at = None
+        elif request.HasField("expires_at"):
+            if not _timestamp_in_range(request.expires_at):
+                raise _invalid("expires_at: must be a valid time before the year 10000.")
+            expires_at = request.expires_at.ToMilliseconds() / 1000
+            if expires_at <= time.time():
+                raise _invalid("expires_at: must be in the future.")
+        revoked_at = lic.revoked_at
+        if request.HasField("enabled"):
+            revoked_at = None if request.enabled else (lic.revoked_at or time.time())
+        lic.name, lic.allowed_models, lic.request_quota, lic.expires_at = name, models, quota, expires_at
+        lic.revoked_at, lic.revoked = revoked_at, revoked_at is not None
+        await self.office.store.update_license(lic)
+        log.info("license %s updated", lic.id)
+        return license_proto(lic)
+
     async def _revoke_license(self, request: admin_pb2.RevokeLicenseRequest) -> admin_pb2.License:
         lic = self.office.licenses.get(request.id)
         if lic is None:
@@ -375,6 +414,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListRequestsRequest, context: Context
     ) -> admin_pb2.ListRequestsResponse:
         return await self._serve(context, self._list_requests, request)
+
+    async def UpdateLicense(
+        self, request: admin_pb2.UpdateLicenseRequest, context: Context
+    ) -> admin_pb2.License:
+        return await self._serve(context, self._update_license, request)
 
     async def ProbeAccount(
         self, request: admin_pb2.ProbeAccountRequest, context: Context

@@ -135,3 +135,58 @@ def test_refresh_of_a_rejected_token(admin_stack: Stack) -> None:
     refreshed = admin_stack.admin("POST", f"/accounts/{account['id']}/refresh").json()
     assert refreshed["status"] == "disabled" and "usage" in refreshed["last_error"]
     assert refreshed["models_known"]  # the last known list is kept
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_update_license_in_place(admin_stack: Stack) -> None:
+    created = admin_stack.admin("POST", "/licenses", {"name": "gov", "allowed_models": ["composer-1"]}).json()
+    lic, key = created["license"], created["key"]
+    path = f"/licenses/{lic['id']}"
+    api = client(admin_stack, key)
+
+    with pytest.raises(openai.PermissionDeniedError):
+        api.chat.completions.create(model="gpt-5.2", messages=HELLO)
+    changed = admin_stack.admin("PATCH", path, {"name": "governed", "allowed_models": ["gpt-5.2"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["name"] == "governed" and changed.json()["allowed_models"] == ["gpt-5.2"]
+    assert api.chat.completions.create(model="gpt-5.2", messages=HELLO).choices[0].message.content
+    with pytest.raises(openai.PermissionDeniedError):
+        api.chat.completions.create(model="composer-1", messages=HELLO)
+
+    # Disabled, then enabled again: the same key works once more.
+    assert admin_stack.admin("PATCH", path, {"enabled": False}).json()["revoked"] is True
+    with pytest.raises(openai.AuthenticationError):
+        api.chat.completions.create(model="gpt-5.2", messages=HELLO)
+    assert admin_stack.admin("PATCH", path, {"enabled": True}).json()["revoked"] is False
+    assert api.chat.completions.create(model="gpt-5.2", messages=HELLO).choices[0].message.content
+
+    # A quota of what is already used stops the next request; null lifts it.
+    used = int(admin_stack.admin("PATCH", path, {"request_quota": 2}).json()["requests_used"])
+    assert used == 2
+    with pytest.raises(openai.RateLimitError):
+        api.chat.completions.create(model="gpt-5.2", messages=HELLO)
+    lifted = admin_stack.admin("PATCH", path, {"request_quota": None, "allowed_models": None}).json()
+    assert "request_quota" not in lifted or lifted["request_quota"] in (None, "0", 0)
+    assert lifted["allowed_models"] == []
+    assert api.chat.completions.create(model="composer-1", messages=HELLO).choices[0].message.content
+
+    # Bad values are a 400 and change nothing.
+    before = admin_stack.admin("GET", "/licenses").json()["licenses"]
+    for bad in (
+        {"request_quota": -1},
+        {"expires_at": "2001-01-01T00:00:00Z"},
+        {"allowed_models": "gpt-5.2"},
+        {"allowed_models": ["gpt-5.2"], "request_quota": -5},
+        {"colour": "blue"},
+    ):
+        answer = admin_stack.admin("PATCH", path, bad)
+        assert answer.status_code == 400, (bad, answer.text)
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+    assert admin_stack.admin("GET", "/licenses").json()["licenses"] == before
+    assert admin_stack.admin("PATCH", "/licenses/lic_nope", {"name": "x"}).status_code == 404
+
+    # Changes are stored: they survive a restart of core.
+    admin_stack.admin("PATCH", path, {"allowed_models": ["gpt-5.2"]})
+    admin_stack.restart_core()
+    (after,) = [x for x in admin_stack.admin("GET", "/licenses").json()["licenses"] if x["id"] == lic["id"]]
+    assert after["name"] == "governed" and after["allowed_models"] == ["gpt-5.2"]

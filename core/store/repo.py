@@ -115,6 +115,21 @@ class Store:
                 .values(revoked_at=at)
             )
 
+    async def update_license(self, lic: License) -> None:
+        """The fields an operator may change (UpdateLicense); counters are left alone."""
+        async with self._session.begin() as session:
+            await session.execute(
+                update(LicenseRow)
+                .where(LicenseRow.id == lic.id)
+                .values(
+                    name=lic.name,
+                    allowed_models=sorted(lic.allowed_models) if lic.allowed_models is not None else None,
+                    request_quota=lic.request_quota,
+                    expires_at=lic.expires_at,
+                    revoked_at=lic.revoked_at,
+                )
+            )
+
     async def add_license_usage(self, counts: dict[str, int]) -> None:
         # Increments rather than absolute values: several core replicas may count at once.
         async with self._session.begin() as session:

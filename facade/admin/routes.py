@@ -160,6 +160,24 @@ async def create_license(request: Request) -> Response:
     return await _call(request, _stub(request).CreateLicense, message, status=201)
 
 
+@router.patch("/api/licenses/{license_id}")
+async def update_license(license_id: str, request: Request) -> Response:
+    """JSON in REST's terms -> UpdateLicenseRequest: `null` clears the allow-list, quota or expiry."""
+    body = await _body(request)
+    message = admin_pb2.UpdateLicenseRequest(id=license_id)
+    if "allowed_models" in body:
+        models = body.pop("allowed_models")
+        if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+            raise OpenAIError(400, "allowed_models: expected a list of model ids, or null for every model.")
+        message.allowed_models.SetInParent()
+        message.allowed_models.models.extend(models or [])
+    for field, clear in (("request_quota", "clear_request_quota"), ("expires_at", "clear_expires_at")):
+        if field in body and body[field] is None:
+            body.pop(field)
+            setattr(message, clear, True)
+    return await _call(request, _stub(request).UpdateLicense, _parse({**body, "id": license_id}, message))
+
+
 @router.post("/api/licenses/{license_id}/revoke")
 async def revoke_license(license_id: str, request: Request) -> Response:
     return await _call(request, _stub(request).RevokeLicense, admin_pb2.RevokeLicenseRequest(id=license_id))
