@@ -8,9 +8,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.v1.agent_connect import AgentServiceASGIApplication
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
 from simulator import control, dashboard
+from simulator.agent import SimAgentService
 from simulator.config import SimulatorSettings
 from simulator.legacy import SimChatService
 from simulator.pacing import FAULT
@@ -23,6 +25,7 @@ GARBAGE_FRAME = b"\x00\x00\x00\x00\x04\xff\xff\xff\xff"
 # Bidi RPC paths: served over HTTP/2 only. Cursor's edge answers HTTP/1.1 with 464
 # (agent-protocol.md §2.4); each bidi service adds its path here.
 BIDI_PATHS: set[str] = set()
+BIDI_PATHS.add("/agent.v1.AgentService/Run")
 HTTP1_REFUSED = 464
 
 
@@ -95,6 +98,8 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     app = Starlette(
         routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
     )
+    agent = AgentServiceASGIApplication(SimAgentService(settings, state))
+    app.routes.append(Mount(agent.path, agent))
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
     app.add_middleware(Http2OnlyMiddleware)
