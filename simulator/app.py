@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from hypercorn.events import Closed
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,7 +89,35 @@ class FaultMiddleware:
         try:
             await self.app(scope, receive, faulty_send)
         except _Abort:
-            return  # the server closes the connection without ending the response
+            # The server closes the connection without ending the response; on HTTP/2 that is a
+            # reset of the stream, or the client would wait on it (bidi RPCs).
+            if scope.get("http_version") == "2":
+                await _reset_h2_stream(send)
+
+
+async def _reset_h2_stream(send: Send) -> None:
+    """Cuts the HTTP/2 connection under this request, through hypercorn's objects behind the ASGI
+    `send` (hypercorn has no ASGI way to abort; returning early leaves the stream open). Starlette's
+    outer middleware wraps `send` in closures, which are unwrapped first."""
+    stream = _hypercorn_stream(send)
+    protocol = getattr(getattr(stream, "send", None), "__self__", None)
+    if protocol is None or not hasattr(protocol, "connection"):
+        return
+    with contextlib.suppress(Exception):
+        await protocol.send(Closed())
+
+
+def _hypercorn_stream(send: Any, depth: int = 4) -> Any:
+    owner = getattr(send, "__self__", None)
+    if owner is not None and hasattr(owner, "stream_id"):
+        return owner
+    for cell in getattr(send, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if depth and callable(inner):
+            found = _hypercorn_stream(inner, depth - 1)
+            if found is not None:
+                return found
+    return None
 
 
 def create_app(settings: SimulatorSettings | None = None) -> Starlette:
