@@ -53,6 +53,10 @@ class _Peer:
     def __init__(self, requests: AsyncIterator[Client], timeout: float) -> None:
         self.timeout = timeout
         self.heartbeats = 0
+        # Set once the Run has nothing left to wait for; until then the client ending its side
+        # means it gave up, and the Run is cancelled as Cursor's would be.
+        self.finished = False
+        self._run_task = asyncio.current_task()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(requests))
 
@@ -64,8 +68,11 @@ class _Peer:
                     self._queue.put_nowait(message)
         finally:
             self._queue.put_nowait(_END)
+            if not self.finished and self._run_task is not None:
+                self._run_task.cancel()
 
     async def close(self) -> None:
+        self.finished = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -218,6 +225,13 @@ class SimAgentService:
             log_request(self.state, "agent", ctx, run, _with(view, action))
             raise
 
+        # A fault before any frame (after=0) comes before the handshake too: "Cursor sent nothing".
+        early = script.plan_for(_with(view, action), self.settings.frame_delay_ms)
+        if early.fault and early.after == 0:
+            log_request(self.state, "agent", ctx, run, _with(view, action))
+            async for _ in paced(early, self.state):
+                pass
+
         wire = _Exchange(peer)
         message, number, exec_id = wire.exec(request_context_args=agent.RequestContextArgs())
         yield message
@@ -304,6 +318,7 @@ class SimAgentService:
             mode=state_in.mode,
         )
         yield Server(conversation_checkpoint_update=checkpoint)
+        peer.finished = True
         yield _update(
             turn_ended=agent.TurnEndedUpdate(
                 input_tokens=plan.prompt_tokens,
