@@ -56,7 +56,7 @@ lint: install
 	$(BIN)/mypy
 
 live-test: install
-	$(BIN)/python -m pytest -m live -p no:cacheprovider tests/test_live.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m live -p no:cacheprovider -rA tests/test_live.py $(PYTEST_ARGS)
 
 # Full-size reliability runs (CI runs them reduced, inside `make test`).
 load: install

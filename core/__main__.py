@@ -6,8 +6,9 @@ import asyncio
 import logging
 import sys
 
-from core.config import CoreSettings
+from core.config import load_settings
 from core.server import serve
+from core.store.secretbox import SecretKeyError
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
 # default: 5 ms). Every upstream chunk reaches the event loop from a pyqwest (tokio) thread,
@@ -20,7 +21,7 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 
 def main() -> None:
-    settings = CoreSettings()
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -34,7 +35,11 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         pass
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SecretKeyError as err:  # a clear word, not a traceback: nothing was changed
+        logging.getLogger("cursorgate.core").error("%s", err)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ class Account:
     dialect: str = "auto"
     # What auto found: {"active": name, "probes": {name: {"ok", "detail", "at"}}}.
     dialect_state: dict[str, object] = field(default_factory=dict)
+    # What renews `token` before it expires: an OAuth refresh token (rotated by Cursor), or a user
+    # API key (crsr_...) that is exchanged again. Secrets, like the token.
+    refresh_token: str = ""
+    api_key: str = ""
+    # {"renewed_at", "renewals", "error"}: the last renewal's outcome, for the admin page.
+    auth_state: dict[str, object] = field(default_factory=dict)
 
     def healthy(self, now: float) -> bool:
         return self.enabled and self.cooldown_until <= now

@@ -14,9 +14,14 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.accounts import Account, AccountPool
+from core.aliases import Alias, AliasError, Offer
+from core.auth.cursor_auth import AuthError, is_api_key
+from core.auth.renewal import Renewer
 from core.chat_service import metadata_value
+from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
 from core.refresh import Refresher
+from core.resolve import ModelResolver
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
@@ -58,6 +63,10 @@ class Backoffice:
     store: Store
     journal: Journal
     refresher: Refresher
+    renewer: Renewer
+
+    # Model resolution and the alias table (None: the alias RPCs answer UNIMPLEMENTED).
+    resolver: ModelResolver | None = None
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -95,14 +104,25 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _not_found("account", account_id)
         return account
 
-    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+    async def _credentials(self, request: admin_pb2.AddAccountRequest) -> tuple[str, str, str]:
+        """(access token, refresh token, API key) from what the operator gave: a JWT or cookie
+        value (optionally with its refresh token), or a `crsr_` user API key, exchanged now."""
+        if is_api_key(request.token):
+            try:
+                tokens = await self.office.renewer.auth.exchange_api_key(request.token)
+            except AuthError as err:
+                raise _invalid(f"token: {err}") from None
+            return tokens.access_token, "", request.token.strip()
         try:
-            token = normalize_token(request.token)
+            return normalize_token(request.token), request.refresh_token.strip(), ""
         except InvalidToken:
             # The value itself is never echoed: it may be a real secret pasted in the wrong field.
             raise _invalid(
-                "token: expected a Cursor JWT or a WorkosCursorSessionToken cookie value."
+                "token: expected a Cursor JWT, a WorkosCursorSessionToken cookie value or a crsr_ API key."
             ) from None
+
+    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+        token, refresh_token, api_key = await self._credentials(request)
         existing = next((a for a in self.office.pool.all() if keys_equal(a.token, token)), None)
         if existing is not None:
             raise AdminError(
@@ -113,6 +133,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             token=token,
             label=_name(request.label, "label"),
             client_version=_client_version(request.client_version) or None,
+            dialect=_dialect(request.dialect or "auto"),
+            refresh_token=refresh_token,
+            api_key=api_key,
         )
         try:
             await self.office.store.add_account(account)
@@ -139,6 +162,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.label = _name(request.label, "label")
         if request.HasField("client_version"):
             account.client_version = _client_version(request.client_version) or None
+        if request.HasField("dialect"):
+            account.dialect = _dialect(request.dialect)
         if request.HasField("enabled"):
             account.enabled = request.enabled
             # Re-enabling is the admin's word that the problem is solved: start afresh.
@@ -157,6 +182,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self.office.store.remove_account(account.id)
         log.info("account %s removed", account.id)
         return admin_pb2.RemoveAccountResponse()
+
+    async def _probe_account(self, request: admin_pb2.ProbeAccountRequest) -> admin_pb2.Account:
+        account = self._account(request.id)
+        await self.office.refresher.reprobe(account)
+        await self.office.journal.flush()
+        return account_proto(account)
 
     async def _refresh_account(self, request: admin_pb2.RefreshAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
@@ -228,10 +259,63 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                     completion_tokens=e.completion_tokens,
                     outcome=e.outcome,
                     stream=e.stream,
+                    requested_model=e.requested_model,
                 )
                 for e in entries
             ]
         )
+
+    # --- model aliases ---
+
+    def _resolver(self) -> ModelResolver:
+        if self.office.resolver is None:
+            raise AdminError(grpc.StatusCode.UNIMPLEMENTED, "Model aliases are not available in this core.")
+        return self.office.resolver
+
+    def _alias_proto(self, alias: Alias) -> admin_pb2.ModelAlias:
+        resolver = self._resolver()
+        served = resolver.resolve(alias.name)
+        offered = resolver.offer(served.model) is not Offer.NONE
+        return admin_pb2.ModelAlias(
+            name=alias.name,
+            targets=alias.targets,
+            source=alias.source,
+            note=alias.note,
+            resolves_to=served.model if offered else "",
+        )
+
+    async def _list_aliases(self, request: admin_pb2.ListAliasesRequest) -> admin_pb2.ListAliasesResponse:
+        table = self._resolver().aliases
+        return admin_pb2.ListAliasesResponse(aliases=[self._alias_proto(a) for a in table.all()])
+
+    async def _set_alias(self, request: admin_pb2.SetAliasRequest) -> admin_pb2.ModelAlias:
+        table = self._resolver().aliases
+        try:
+            alias = table.set(request.name, list(request.targets), apply=False)
+        except AliasError as err:
+            raise _invalid(str(err)) from None
+        await self.office.store.set_alias(alias.name, alias.targets, time.time())
+        table.set(alias.name, list(alias.targets))  # validated above; stored before it applies
+        log.info("alias %s set to %s", alias.name, ", ".join(alias.targets))
+        return self._alias_proto(alias)
+
+    async def _delete_alias(self, request: admin_pb2.DeleteAliasRequest) -> admin_pb2.DeleteAliasResponse:
+        table = self._resolver().aliases
+        name = request.name.strip()
+        try:
+            found = table.remove(name, apply=False)
+        except AliasError as err:
+            raise _invalid(f"Removing '{name[:80]}' would leave {err}") from None
+        if not found:
+            raise AdminError(
+                grpc.StatusCode.NOT_FOUND,
+                f"No alias '{name[:80]}' was set through the admin API (built-in and "
+                "CURSORGATE_MODEL_ALIASES aliases are changed by setting one of the same name).",
+            )
+        await self.office.store.delete_alias(name)
+        table.remove(name)
+        log.info("alias %s removed", name)
+        return admin_pb2.DeleteAliasResponse()
 
     # --- gRPC methods ---
 
@@ -281,6 +365,24 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListRequestsResponse:
         return await self._serve(context, self._list_requests, request)
 
+    async def ProbeAccount(
+        self, request: admin_pb2.ProbeAccountRequest, context: Context
+    ) -> admin_pb2.Account:
+        return await self._serve(context, self._probe_account, request)
+
+    async def ListAliases(
+        self, request: admin_pb2.ListAliasesRequest, context: Context
+    ) -> admin_pb2.ListAliasesResponse:
+        return await self._serve(context, self._list_aliases, request)
+
+    async def SetAlias(self, request: admin_pb2.SetAliasRequest, context: Context) -> admin_pb2.ModelAlias:
+        return await self._serve(context, self._set_alias, request)
+
+    async def DeleteAlias(
+        self, request: admin_pb2.DeleteAliasRequest, context: Context
+    ) -> admin_pb2.DeleteAliasResponse:
+        return await self._serve(context, self._delete_alias, request)
+
 
 # --- validation and conversion ---
 
@@ -289,6 +391,13 @@ def _name(value: str, field: str) -> str:
     value = value.strip()
     if len(value) > MAX_NAME:
         raise _invalid(f"{field}: at most {MAX_NAME} characters.")
+    return value
+
+
+def _dialect(value: str) -> str:
+    value = value.strip().lower()
+    if value not in DIALECTS:
+        raise _invalid(f"dialect: expected one of {', '.join(DIALECTS)}.")
     return value
 
 
@@ -334,7 +443,23 @@ def account_proto(account: Account) -> admin_pb2.Account:
         in_flight=account.in_flight,
         requests=account.requests,
         failures=account.failures,
+        dialect=account.dialect,
+        active_dialect=str(account.dialect_state.get("active") or ""),
+        credential="api_key" if account.api_key else "refresh_token" if account.refresh_token else "token",
+        renewal_error=str(account.auth_state.get("error") or "")[:300],
     )
+    renewed_at = account.auth_state.get("renewed_at")
+    if isinstance(renewed_at, int | float):
+        out.renewed_at.CopyFrom(_ts(float(renewed_at)))
+    probes = account.dialect_state.get("probes")
+    for name, probe in (probes if isinstance(probes, dict) else {}).items():
+        if isinstance(probe, dict):
+            entry = out.probes.add(
+                dialect=str(name), ok=bool(probe.get("ok")), detail=str(probe.get("detail", ""))
+            )
+            when = probe.get("at")
+            if isinstance(when, int | float):
+                entry.probed_at.CopyFrom(_ts(float(when)))
     for info in (account.models or {}).values():
         out.models.add(
             id=info.id,
@@ -343,6 +468,9 @@ def account_proto(account: Account) -> admin_pb2.Account:
             supports_images=info.supports_images,
             supports_tools=info.supports_tools,
             context_window=info.context_window,
+            supports_max_mode=bool(info.supports_max_mode),
+            max_mode_context_window=info.max_mode_context_window,
+            max_mode_only=info.max_mode_only,
         )
     for field in ("usage", "membership"):
         detail = _struct(account.details.get(field))

@@ -8,7 +8,8 @@ from cursorgate.v1 import chat_pb2
 
 FinishReason = chat_pb2.FinishReason
 
-# Cursor reports no token counts on the chat stream; estimate like OpenAI's rule of thumb.
+# The legacy RPC reports no token counts; estimate like OpenAI's rule of thumb. Dialects that
+# report counts (RunInference, agent Run) send a usage event, which replaces the estimate.
 CHARS_PER_TOKEN = 4
 
 
@@ -37,11 +38,15 @@ class AnswerShaper:
         self.stops = [s for s in sampling.stop if s]
         self.max_tokens = sampling.max_tokens if sampling.HasField("max_tokens") else None
         self.prompt_chars = prompt_chars(request)
+        # The model that serves (core has resolved aliases and variants into request.model).
+        self.served_model = request.model
         self.text_chars = 0
         self.reasoning_chars = 0
         self.tool_chars = 0
         self.saw_tool_call = False
         self.finished: chat_pb2.FinishReason | None = None
+        # What Cursor reported, when it did (the last report wins).
+        self.reported: chat_pb2.Usage | None = None
         self._held = ""  # text held back because it might start a stop sequence
         # Neither stop sequences nor max_tokens: text events pass through as they are.
         self._passthrough = not self.stops and self.max_tokens is None
@@ -67,7 +72,9 @@ class AnswerShaper:
             self.saw_tool_call = True
             self.tool_chars += len(event.tool_call.name) + len(event.tool_call.arguments)
             return [event]
-        return []  # usage/finish come from finish()
+        if kind == "usage":
+            self.reported = event.usage
+        return []  # usage and finish go out once, from finish()
 
     def _text(self, text: str) -> list[chat_pb2.ChatEvent]:
         text = self._held + text
@@ -113,10 +120,17 @@ class AnswerShaper:
                 else FinishReason.FINISH_REASON_STOP
             )
         out.append(chat_pb2.ChatEvent(usage=self.usage()))
-        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason)))
+        out.append(chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=reason, served_model=self.served_model)))
         return out
 
     def usage(self) -> chat_pb2.Usage:
+        if self.reported is not None:
+            reported = chat_pb2.Usage()
+            reported.CopyFrom(self.reported)
+            reported.estimated = False
+            if not reported.total_tokens:
+                reported.total_tokens = reported.prompt_tokens + reported.completion_tokens
+            return reported
         prompt = estimate_tokens(self.prompt_chars)
         reasoning = estimate_tokens(self.reasoning_chars)
         completion = estimate_tokens(self.text_chars + self.tool_chars) + reasoning

@@ -65,6 +65,12 @@ class ModelInfo:
     context_window: int = 0
     # The name Cursor wants on the wire when it differs from the public id (AvailableModels 18).
     server_name: str = ""
+    # Max mode as AvailableModels reports it (supports_max_mode, 14); None: not reported.
+    supports_max_mode: bool | None = None
+    # Cursor serves the model only in Max mode (supports_non_max_mode, 19, reported false).
+    max_mode_only: bool = False
+    # context_token_limit_for_max_mode (16); 0: unknown.
+    max_mode_context_window: int = 0
 
     @property
     def owned_by(self) -> str:

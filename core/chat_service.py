@@ -11,10 +11,12 @@ from typing import Any
 
 import grpc
 
+from core.aliases import AliasTable
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
+from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
@@ -42,27 +44,41 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         router: Router,
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
+        resolver: ModelResolver | None = None,
     ) -> None:
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
         self.request_log = request_log
+        self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
 
-    def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
+    def _admit(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[License, str]:
+        """Checks the call and rewrites `request.model` (and `max_mode`) to what will serve;
+        returns the license and the model name the caller asked for."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        served = self.resolver.resolve(request.model, request.max_mode)
+        request.model = served.model
+        if served.max_mode:
+            request.max_mode = True
         self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
+            shown = f"'{served.requested}'"
+            if served.via:
+                shown += f" (an alias of '{request.model}')"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
-                f"The model '{request.model}' does not exist or is not offered by any account.",
+                f"The model {shown} does not exist or is not offered by any account.",
                 param="model",
             )
-        self.licenses.authorize(lic, request.model)
+        self.licenses.authorize(lic, request.model, served.via)
+        self.resolver.check_max_mode(served, request.model, request.max_mode)
         self.licenses.record_use(lic)
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        return lic
+        return lic, served.requested
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -92,8 +108,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
         meter = Meter(self.request_log, stream=True)
+        requested = request.model
         try:
-            meter.license = self._admit(request, context)
+            meter.license, requested = self._admit(request, context)
             with self.licenses.slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
@@ -109,17 +126,18 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("chat %s failed unexpectedly", request.request_id or "-")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
-            meter.finish(request.model)
+            meter.finish(request.model, requested)
             log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
 
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
         meter = Meter(self.request_log, stream=False)
+        requested = request.model
         try:
-            meter.license = self._admit(request, context)
+            meter.license, requested = self._admit(request, context)
             with self.licenses.slot(meter.license):
-                response = await aggregate(request, self._events(request, context))
+                response = await aggregate(request, self._events(request, context), requested)
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"
             return response
@@ -134,17 +152,20 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("chat %s failed unexpectedly", request.request_id or "-")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
-            meter.finish(request.model)
+            meter.finish(request.model, requested)
 
 
 async def aggregate(
-    request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent]
+    request: chat_pb2.ChatRequest, events: AsyncIterator[chat_pb2.ChatEvent], requested: str = ""
 ) -> chat_pb2.ChatResponse:
-    """Folds a stream of events into one answer (tool call fragments joined per index)."""
+    """Folds a stream of events into one answer (tool call fragments joined per index).
+    `model` echoes what the caller asked for (as OpenAI does); `served_model` is what served."""
     text: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, chat_pb2.ToolCall] = {}
-    response = chat_pb2.ChatResponse(id=request.request_id, model=request.model)
+    response = chat_pb2.ChatResponse(
+        id=request.request_id, model=requested or request.model, served_model=request.model
+    )
     async for event in events:
         kind = event.WhichOneof("event")
         if kind == "text":

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import CoreSettings
+from core.config import load_settings
 from core.ide_token import TokenNotFound, default_db_path, read_token
 from core.secrets import new_license
 
@@ -39,7 +39,7 @@ async def _spawn(module: str, env: dict[str, str]) -> asyncio.subprocess.Process
 
 async def _run_all() -> int:
     """Core and facade as two processes (plus the simulator when no Cursor token is set)."""
-    settings = CoreSettings()
+    settings = load_settings()
     env = dict(os.environ)
     procs: list[tuple[str, asyncio.subprocess.Process]] = []
     notes: list[str] = []
@@ -52,6 +52,7 @@ async def _run_all() -> int:
             sim = SimulatorSettings()
             env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
             env["CURSOR_TOKEN"] = sim.demo_token()
+            env.setdefault("CURSORGATE_CLI_INSTALL_URL", f"http://{sim.host}:{sim.port}/install")
             proc = await _spawn("simulator", env)
             procs.append(("simulator", proc))
             await _wait_port(sim.host, sim.port, proc, "simulator")
@@ -127,7 +128,7 @@ async def _add_account(token: str, label: str) -> int:
 
     from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
-    settings = CoreSettings()
+    settings = load_settings()
     if settings.admin_key is None:
         print(
             "cursorgate: set CURSORGATE_ADMIN_KEY to add the token through core's admin API", file=sys.stderr
@@ -154,7 +155,7 @@ async def _add_account(token: str, label: str) -> int:
 async def _migrate() -> int:
     from core.store import connect
 
-    engine = await connect(CoreSettings().database_url)
+    engine = await connect(load_settings().database_url)
     await engine.dispose()
     print("cursorgate: database schema is up to date")
     return 0
@@ -175,7 +176,24 @@ def main(argv: list[str] | None = None) -> None:
     extract.add_argument("--add", action="store_true", help="add it to the pool via core's admin API instead")
     extract.add_argument("--label", default="", help="label for the added account")
     sub.add_parser("migrate", help="bring the database (CURSORGATE_DATABASE_URL) to the current schema")
+    login = sub.add_parser("login", help="sign in to Cursor in a browser and add the account to the pool")
+    login.add_argument("--label", default="", help="label for the added account")
+    secrets_cmd = sub.add_parser("secrets", help="credentials at rest").add_subparsers(
+        dest="secrets_command", required=True
+    )
+    rotate = secrets_cmd.add_parser(
+        "rotate", help="re-seal stored credentials with CURSORGATE_NEW_SECRET_KEY (core stopped)"
+    )
+    rotate.add_argument("--decrypt", action="store_true", help="store them in clear instead")
     args = parser.parse_args(argv)
+    if args.command == "login":
+        from core.auth.login import login as run_login
+
+        raise SystemExit(asyncio.run(run_login(args.label)))
+    if args.command == "secrets":
+        from core.store.rotate import rotate as run_rotate
+
+        raise SystemExit(asyncio.run(run_rotate(args.decrypt)))
     if args.command == "token":
         raise SystemExit(_token_extract(args.db, args.add, args.label))
     if args.command == "migrate":

@@ -9,8 +9,10 @@ import os
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.aliases import AliasTable, parse_aliases
 
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
@@ -40,6 +42,9 @@ class CoreSettings(BaseSettings):
     # Gateway API keys accepted from callers, comma separated (seeded; more come from the admin API).
     licenses: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_key: SecretStr | None = None
+    # Seals Cursor tokens, refresh tokens and API keys in the database (AES-256-GCM); at least 16
+    # characters, random (e.g. `openssl rand -base64 32`). Rotate with `cursorgate secrets rotate`.
+    secret_key: SecretStr | None = None
 
     # Requests one license may have open at once (0: no limit); 429 above it.
     license_max_concurrent: int = 0
@@ -48,6 +53,16 @@ class CoreSettings(BaseSettings):
     grpc_port: int = 50051
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
+    # Cursor's auth endpoints (/oauth/token, /auth/poll, /auth/exchange_user_api_key); empty: upstream_url.
+    auth_url: str = ""
+    # Where `cursorgate login` sends the user to sign in (the CLI's loginDeepControl page).
+    login_url: str = "https://cursor.com"
+    # The public desktop client id for the refresh_token grant (agent-protocol.md §6).
+    oauth_client_id: str = "KbZUR41cY7W6zRSdpSUJ7I7mLYBKOCmB"
+    # Seconds before an access token's exp at which it is renewed.
+    token_renew_before: float = 300.0
+    # An HTTP(S) or SOCKS5 proxy for every call to Cursor ("" : direct).
+    upstream_proxy: str = ""
     # Host of agent.v1.AgentService/Run; empty: DEFAULT_AGENT_URL against Cursor, else upstream_url.
     agent_url: str = ""
     # Which Cursor chat RPC to speak: auto (probe each account, remember what works), or one.
@@ -57,8 +72,11 @@ class CoreSettings(BaseSettings):
     ide_version: str = DEFAULT_IDE_VERSION
     ide_commit: str = DEFAULT_IDE_COMMIT
     cli_version: str = DEFAULT_CLI_VERSION
-    # Look the current CLI build up from Cursor's public install script now and then (never fatal).
+    # Look the server config and the current CLI build up now and then (never fatal).
     discover_versions: bool = True
+    discover_interval: float = 6 * 3600.0
+    # Cursor's public CLI installer, which names the current build ("" turns the lookup off).
+    cli_install_url: str = "https://cursor.com/install"
     # pyqwest's HTTP/2 can fail under many small frames (python-stack.md, P14): allow forcing HTTP/1.1
     # for the legacy dialect and unary calls. The bidi dialects need HTTP/2 and ignore it.
     upstream_http1: bool = False
@@ -104,6 +122,21 @@ class CoreSettings(BaseSettings):
             return self.agent_url
         return DEFAULT_AGENT_URL if self.upstream_url == DEFAULT_UPSTREAM_URL else self.upstream_url
 
+    # Model aliases on top of the built-in ones (core/aliases.py), JSON:
+    # {"alias": "model"} or {"alias": ["first choice", "fallback"]}. Checked at start.
+    model_aliases: str = ""
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _check_aliases(cls, value: str) -> str:
+        # Parsed again where used; here so that a bad table stops core at start with a clear error.
+        AliasTable(env=parse_aliases(value))
+        return value
+
+    @cached_property
+    def alias_table(self) -> dict[str, tuple[str, ...]]:
+        return parse_aliases(self.model_aliases)
+
     @field_validator("licenses", mode="before")
     @classmethod
     def _split_licenses(cls, value: object) -> object:
@@ -114,3 +147,21 @@ class CoreSettings(BaseSettings):
     @cached_property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def settings_problems(err: ValidationError) -> str:
+    """A ValidationError as one line per variable, without the values (they may be secrets)."""
+    lines = []
+    for problem in err.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        name = "CURSOR_TOKEN" if field == "cursor_token" else f"CURSORGATE_{field.upper()}"
+        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def load_settings() -> CoreSettings:
+    """The settings, or a clean exit naming each bad variable (no traceback, no values)."""
+    try:
+        return CoreSettings()
+    except ValidationError as err:
+        raise SystemExit(f"cursorgate core: invalid configuration:\n{settings_problems(err)}") from None

@@ -25,6 +25,7 @@ _STATUS: dict[int, grpc.StatusCode] = {
     Code.ERROR_CODE_UPSTREAM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     Code.ERROR_CODE_UPSTREAM_ERROR: grpc.StatusCode.INTERNAL,
     Code.ERROR_CODE_INTERNAL: grpc.StatusCode.INTERNAL,
+    Code.ERROR_CODE_MAX_MODE_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from core.errors import Code, GatewayError
@@ -36,6 +36,12 @@ class License:
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
+
+    def admits(self, model: str, via: Sequence[str] = ()) -> bool:
+        """`via`: the aliases a request went through to reach `model`. The allow-list admits it
+        when it names the model or one of them: an alias never opens a model the list does not
+        name, unless the operator listed the alias itself."""
+        return self.allows(model) or any(self.allows(name) for name in via)
 
 
 UNAUTHENTICATED_MESSAGE = "Invalid or missing license. Pass it as 'Authorization: Bearer <license>'."
@@ -104,11 +110,12 @@ class LicenseRegistry:
             raise GatewayError(Code.ERROR_CODE_UNAUTHENTICATED, "This license has expired.")
         return lic
 
-    def authorize(self, lic: License, model: str) -> None:
-        if not lic.allows(model):
+    def authorize(self, lic: License, model: str, via: Sequence[str] = ()) -> None:
+        if not lic.admits(model, via):
+            shown = f"'{via[0]}' (served by '{model}')" if via else f"'{model}'"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_ALLOWED,
-                f"This license may not use the model '{model}'.",
+                f"This license may not use the model {shown}.",
                 param="model",
             )
         if lic.request_quota is not None and lic.requests_used >= lic.request_quota:

@@ -32,6 +32,8 @@ CONCURRENCY = 4
 class ModelSource(Protocol):
     async def available_models(self, account: Account) -> dict[str, ModelInfo]: ...
 
+    async def probe(self, account: Account) -> object: ...
+
 
 class Refresher:
     def __init__(self, settings: CoreSettings, pool: AccountPool, models: ModelSource) -> None:
@@ -76,6 +78,16 @@ class Refresher:
             account.last_error = "; ".join(errors)
         log.info("refreshed account %s (%s)", account.id, "ok" if not errors else "with errors")
         self.pool.changed(account)
+
+    async def reprobe(self, account: Account) -> None:
+        """Probe every dialect again (admin), then refresh with whatever auto picked."""
+        try:
+            await self.models.probe(account)
+        except UpstreamError as err:
+            account.last_error = f"probe: {err.failure.value}: {err.message}"
+            self.pool.changed(account)
+            return
+        await self.refresh(account)
 
     async def _usage(self, account: Account) -> dict[str, Any]:
         headers = {

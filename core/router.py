@@ -25,17 +25,25 @@ class ChatUpstream(Protocol):
     ) -> AsyncIterator[chat_pb2.ChatEvent]: ...
 
 
+class TokenRenewer(Protocol):
+    async def renew(self, account: Account, *, seen_token: str | None = None) -> bool: ...
+
+
 class Router:
-    def __init__(self, pool: AccountPool, upstream: ChatUpstream, attempts: int) -> None:
+    def __init__(
+        self, pool: AccountPool, upstream: ChatUpstream, attempts: int, renewer: TokenRenewer | None = None
+    ) -> None:
         self.pool = pool
         self.upstream = upstream
         self.attempts = max(1, attempts)
+        self.renewer = renewer
 
     async def stream(
         self, request: chat_pb2.ChatRequest, time_remaining: float | None
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         last: UpstreamError | None = None
         tried: set[str] = set()
+        renewed: set[str] = set()
         for attempt in range(self.attempts):
             account = self._pick(request.model, tried, last)
             if account is None:
@@ -44,6 +52,7 @@ class Router:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
             tried.add(account.id)
             started = False
+            token_used = account.token
             with self.pool.lease(account):
                 try:
                     events = self.upstream.stream_chat(account, request, time_remaining)
@@ -53,6 +62,10 @@ class Router:
                             yield event
                     return
                 except UpstreamError as err:
+                    if not started and await self._renewed(account, err, token_used, renewed):
+                        tried.discard(account.id)  # the same account again, with its new token
+                        last = err
+                        continue
                     self._record(account, err)
                     if started or not err.retryable:
                         raise
@@ -65,6 +78,15 @@ class Router:
         if last is not None:
             raise last
         raise self._no_account(request.model)
+
+    async def _renewed(
+        self, account: Account, err: UpstreamError, token_used: str, renewed: set[str]
+    ) -> bool:
+        """On an auth failure, the account's token is renewed once before the account is given up."""
+        if err.failure is not Failure.AUTH or self.renewer is None or account.id in renewed:
+            return False
+        renewed.add(account.id)
+        return await self.renewer.renew(account, seen_token=token_used)
 
     def _pick(self, model: str, tried: set[str], last: UpstreamError | None) -> Account | None:
         """An account not tried yet; after a transport failure, a tried one will do (the fault

@@ -15,17 +15,22 @@ from grpc_reflection.v1alpha import reflection
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
+from core.aliases import AliasError, AliasTable
+from core.auth.cursor_auth import CursorAuth
+from core.auth.renewal import Renewer
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
+from core.resolve import ModelResolver
 from core.router import Router
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
+from core.upstream.discovery import Discovery
 from core.upstream.tokens import normalize_token
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 
@@ -58,6 +63,9 @@ class Core:
     store: Store
     journal: Journal
     refresher: Refresher
+    discovery: Discovery
+    renewer: Renewer
+    aliases: AliasTable | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -66,10 +74,17 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.journal.start()
+        self.discovery.start()
+        self.renewer.start()
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
         self.refresher.start()
         sync = sync_forever(
-            self.store, self.licenses, self.pool, self.journal, self.settings.store_sync_interval
+            self.store,
+            self.licenses,
+            self.pool,
+            self.journal,
+            self.settings.store_sync_interval,
+            self.aliases,
         )
         self._tasks.append(asyncio.create_task(sync, name="store-sync"))
         return port
@@ -81,6 +96,8 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.refresher.aclose()
+        await self.discovery.aclose()
+        await self.renewer.aclose()
         await self.journal.aclose()
         await self.store.close()
         await self.upstream.aclose()
@@ -103,7 +120,8 @@ async def _seed(store: Store, settings: CoreSettings) -> None:
 
 
 async def build(settings: CoreSettings) -> Core:
-    store = await Store.open(settings.database_url)
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    store = await Store.open(settings.database_url, secret_key)
     await _seed(store, settings)
     journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
     licenses = LicenseRegistry(
@@ -113,20 +131,43 @@ async def build(settings: CoreSettings) -> Core:
     upstream = CursorClient(settings, pool)
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
-    router = Router(pool, upstream, settings.upstream_attempts)
+    renewer = Renewer(settings, pool, CursorAuth(settings))
+    try:
+        aliases = AliasTable(env=settings.alias_table, admin=await store.aliases())
+    except AliasError as err:
+        await store.close()
+        raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
+    resolver = ModelResolver(pool, catalog, aliases)
+    router = Router(pool, upstream, settings.upstream_attempts, renewer)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, resolver=resolver)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(licenses, pool, catalog, resolver), server
+    )
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    office = Backoffice(licenses, pool, store, journal, refresher)
+    office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    return Core(settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher)
+    discovery = Discovery(upstream.ctx, pool)
+    return Core(
+        settings,
+        licenses,
+        pool,
+        upstream,
+        server,
+        health_servicer,
+        store,
+        journal,
+        refresher,
+        discovery,
+        renewer,
+        aliases,
+    )
 
 
 async def serve(settings: CoreSettings) -> None:

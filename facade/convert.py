@@ -99,6 +99,8 @@ def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.Ch
         request.parallel_tool_calls = body.parallel_tool_calls
     if body.reasoning_effort is not None:
         request.reasoning_effort = REASONING_EFFORTS[body.reasoning_effort]
+    if body.max_mode is not None:
+        request.max_mode = body.max_mode
 
     sampling = request.sampling
     if body.temperature is not None:
@@ -131,6 +133,7 @@ def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
     }
 
 
@@ -260,12 +263,25 @@ class ChunkStream:
 
 
 def model_object(model: models_pb2.Model) -> dict[str, Any]:
-    return {
+    """OpenAI's four fields, then what the accounts report (README, "Model listing")."""
+    out: dict[str, Any] = {
         "id": model.id,
         "object": "model",
         "created": model.created,
         "owned_by": model.owned_by or "cursor",
+        "display_name": model.display_name or model.id,
+        "context_window": model.context_window or None,
+        "max_mode_context_window": model.max_mode_context_window or None,
+        "supports_thinking": model.supports_thinking,
+        "supports_images": model.supports_images,
+        "supports_tools": model.supports_tools,
+        "supports_max_mode": model.supports_max_mode,
+        "max_mode_only": model.max_mode_only,
+        "is_alias": model.is_alias,
     }
+    if model.is_alias:
+        out["alias_of"] = model.alias_of
+    return out
 
 
 def model_list(response: models_pb2.ListModelsResponse) -> dict[str, Any]:

@@ -85,6 +85,8 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_UPSTREAM_ERROR: HttpError(502, SERVER_ERROR, "upstream_error"),
     ErrorCode.ERROR_CODE_UPSTREAM_TIMEOUT: HttpError(504, SERVER_ERROR, "upstream_timeout"),
     ErrorCode.ERROR_CODE_INTERNAL: HttpError(500, SERVER_ERROR, "internal_error"),
+    # The caller can fix it (the message says how: a "-max" suffix or max_mode): a 400.
+    ErrorCode.ERROR_CODE_MAX_MODE_REQUIRED: HttpError(400, INVALID_REQUEST, "max_mode_required"),
 }
 
 # A failure without ErrorInfo did not come from core's own logic (core down, deadline hit on

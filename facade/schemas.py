@@ -152,6 +152,8 @@ class ChatCompletionRequest(_Model):
     n: int | None = Field(default=None, ge=1)
     # Accepted for compatibility; the upstream has no structured-output switch.
     response_format: dict[str, Any] | None = None
+    # Extension: Cursor's Max mode (also asked for with a "-max" suffix on `model`).
+    max_mode: bool | None = None
 
     @field_validator("n")
     @classmethod

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.v1.agent_connect import AgentServiceASGIApplication
 from aiserver.v1.chat_connect import ChatServiceASGIApplication
 from aiserver.v1.models_connect import AiServiceASGIApplication
-from simulator import control, dashboard
+from simulator import auth, control, dashboard
 from simulator.agent import SimAgentService
 from simulator.config import SimulatorSettings
 from simulator.legacy import SimChatService
@@ -126,7 +126,13 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
     app = Starlette(
-        routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
+        routes=[
+            *control.routes(state),
+            *dashboard.routes(state),
+            *auth.routes(settings, auth.AuthState()),
+            Mount(chat.path, chat),
+            Mount(ai.path, ai),
+        ]
     )
     agent = AgentServiceASGIApplication(SimAgentService(settings, state))
     app.routes.append(Mount(agent.path, agent))

@@ -8,13 +8,14 @@ import json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def make_jwt(subject: str, exp: int = 4102444800) -> str:
-    """An unsigned JWT-shaped token (the simulator only checks its shape, like a gateway would)."""
+def make_jwt(subject: str, exp: int = 4102444800, **claims: object) -> str:
+    """An unsigned JWT-shaped token (the simulator checks its shape and its exp, as Cursor does)."""
 
     def part(obj: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': subject, 'exp': exp})}.c2ltdWxhdG9y"
+    payload = {"sub": subject, "exp": exp, **claims}
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.c2ltdWxhdG9y"
 
 
 class SimulatorSettings(BaseSettings):
@@ -32,6 +33,8 @@ class SimulatorSettings(BaseSettings):
     # Default pacing of text frames, in milliseconds (0: as fast as possible).
     frame_delay_ms: int = 0
     log_level: str = "warning"
+    # Lifetime of the access tokens the simulated auth endpoints issue (login, refresh, API key).
+    token_ttl_s: float = 3600.0
     # Dialects this simulated Cursor no longer accepts, comma separated (legacy, inference, agent):
     # as Cursor did to StreamUnifiedChatWithTools in 2026, they answer "Update Required".
     retired: str = ""

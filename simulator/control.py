@@ -25,6 +25,10 @@ class TokenBehaviour:
     fail_next: int = 0
     # Dialects refused for this token with "Update Required" (None: the simulator's setting).
     retired: list[str] | None = None
+    # Models served only in Max mode (ERROR_MAX_MODE_REQUIRED without ModelDetails.max_mode).
+    max_only: list[str] = field(default_factory=list)
+    # Models without Max mode (a request with max_mode set is refused).
+    no_max: list[str] = field(default_factory=list)
 
 
 @dataclass

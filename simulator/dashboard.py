@@ -1,6 +1,7 @@
-"""Cursor's account endpoints, simulated: DashboardService/GetCurrentPeriodUsage (Connect+JSON)
-and GET /auth/full_stripe_profile (REST). Shapes follow docs/cursor-protocol.md, "Usage and
-account"; the numbers are fixed."""
+"""Cursor's account and identity endpoints, simulated: DashboardService/GetCurrentPeriodUsage and
+ServerConfigService/GetServerConfig (Connect+JSON), GET /auth/full_stripe_profile (REST), and the
+CLI's public install script. Shapes follow docs/cursor-protocol.md and agent-protocol.md §2; the
+numbers are fixed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from simulator.control import SimState
 from simulator.service import JWT
 
 CYCLE_MS = 30 * 24 * 3600 * 1000
+SIM_CONFIG_VERSION = "sim-config-7f3a"
+# Newer than the gateway's default, so discovery visibly moves the CLI identity on.
+SIM_CLI_BUILD = "cli-2026.11.20-5e1f2a9"
 
 
 def _token(request: Request, state: SimState) -> str | None:
@@ -65,7 +69,26 @@ def routes(state: SimState) -> list[Route]:
             }
         )
 
+    async def server_config(request: Request) -> Response:
+        if _token(request, state) is None:
+            return _unauthenticated()
+        return JSONResponse(
+            {
+                "configVersion": SIM_CONFIG_VERSION,
+                # The simulator is its own agent host; only https:// hosts are taken from here.
+                "agentUrlConfig": {"agentUrl": "https://agent.simulator.invalid"},
+            }
+        )
+
+    async def install(request: Request) -> Response:
+        script = (
+            f'#!/bin/sh\n# Cursor CLI installer (simulated)\nVERSION="{SIM_CLI_BUILD}"\necho "$VERSION"\n'
+        )
+        return Response(script, media_type="text/x-shellscript")
+
     return [
         Route("/aiserver.v1.DashboardService/GetCurrentPeriodUsage", usage, methods=["POST"]),
+        Route("/aiserver.v1.ServerConfigService/GetServerConfig", server_config, methods=["POST"]),
+        Route("/install", install, methods=["GET"]),
         Route("/auth/full_stripe_profile", profile, methods=["GET"]),
     ]

@@ -30,6 +30,8 @@ ERRORS: dict[str, tuple[Code, int, str]] = {
     "region": (Code.RESOURCE_EXHAUSTED, Err.ERROR_UNSUPPORTED_REGION, "Model not available"),
     "model_blocked": (Code.PERMISSION_DENIED, Err.ERROR_MODEL_BLOCKED, "Model blocked"),
     "max_mode": (Code.INVALID_ARGUMENT, Err.ERROR_MAX_MODE_REQUIRED, "Max Mode Required"),
+    "max_mode_required": (Code.FAILED_PRECONDITION, Err.ERROR_MAX_MODE_REQUIRED, "Max Mode Required"),
+    "no_max_mode": (Code.INVALID_ARGUMENT, Err.ERROR_BAD_REQUEST, "Max mode is not available for this model"),
     "account_closed": (Code.PERMISSION_DENIED, Err.ERROR_ACCOUNT_CLOSED, "Account closed"),
     "provider": (Code.UNAVAILABLE, Err.ERROR_PROVIDER_ERROR, "Provider error"),
 }

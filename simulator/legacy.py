@@ -31,6 +31,7 @@ def view_of(chat: chat_pb2.StreamUnifiedChatRequest) -> ChatView:
         model=chat.model_details.model_name,
         system=chat.explicit_context.context,
         thinking=bool(chat.thinking_level),
+        max_mode=chat.model_details.max_mode,
     )
     for tool in chat.mcp_tools:
         try:

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from aiserver.v1 import models_pb2
 from core.catalog import THINKING_SUFFIX
+from core.upstream.tokens import jwt_claims
 from simulator import script
 from simulator.config import SimulatorSettings
 from simulator.control import SimState
@@ -46,6 +47,9 @@ class Checks:
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         if not JWT.match(token) or self.state.behaviour(token).reject:
             raise cursor_error("auth")
+        exp = jwt_claims(token).get("exp")
+        if isinstance(exp, int | float) and exp < time.time():
+            raise cursor_error("expired")
         return token
 
     def token(self, ctx: RequestContext[Any, Any]) -> str:
@@ -75,6 +79,12 @@ class Checks:
         return token
 
 
+def display_name(model: str) -> str:
+    """A display name as Cursor's look: "claude-4.5-sonnet-thinking" -> "Claude 4.5 Sonnet Thinking"."""
+    words = model.replace("-", " ").split()
+    return " ".join(w.upper() if w in ("gpt", "xhigh") else w[:1].upper() + w[1:] for w in words)
+
+
 class SimAiService:
     def __init__(self, settings: SimulatorSettings, state: SimState) -> None:
         self.checks = Checks(settings, state)
@@ -85,6 +95,7 @@ class SimAiService:
     ) -> models_pb2.AvailableModelsResponse:
         token = self.checks.token(ctx)
         names = self.state.models_for(token)
+        behaviour = self.state.behaviour(token)
         Model = models_pb2.AvailableModelsResponse.AvailableModel
         return models_pb2.AvailableModelsResponse(
             model_names=names,
@@ -96,8 +107,11 @@ class SimAiService:
                     supports_thinking=name.endswith(THINKING_SUFFIX),
                     supports_images=True,
                     context_token_limit=1_000_000 if "-1m" in name else 200_000,
-                    client_display_name=name,
+                    client_display_name=display_name(name),
                     server_model_name=name,
+                    supports_max_mode=name not in behaviour.no_max,
+                    supports_non_max_mode=name not in behaviour.max_only,
+                    context_token_limit_for_max_mode=0 if name in behaviour.no_max else 1_000_000,
                 )
                 for name in names
             ],
@@ -128,6 +142,10 @@ def admit(state: SimState, settings: SimulatorSettings, token: str, view: ChatVi
     if view.model not in state.models_for(token):
         raise cursor_error("bad_model")
     behaviour = state.behaviour(token)
+    if view.model in behaviour.max_only and not view.max_mode:
+        raise cursor_error("max_mode_required")
+    if view.model in behaviour.no_max and view.max_mode:
+        raise cursor_error("no_max_mode")
     if behaviour.fail_next > 0:
         behaviour.fail_next -= 1
         FAULT.get({})["http_status"] = 503

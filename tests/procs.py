@@ -142,6 +142,7 @@ def start_stack(
     license: str = "sk-test-license",
     dialect: str = "auto",
 ) -> Stack:
+    tmp.mkdir(parents=True, exist_ok=True)
     token = make_jwt("auth0|user_test_primary")
     sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
     env = {
@@ -156,6 +157,8 @@ def start_stack(
         "CURSORGATE_LOG_LEVEL": "INFO",
         "CURSOR_TOKEN": token,
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
+        "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
+        "CURSORGATE_LOGIN_URL": f"http://127.0.0.1:{sim_port}",
         **(env_extra or {}),
     }
     stack = Stack(

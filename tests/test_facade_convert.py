@@ -366,11 +366,53 @@ def test_completion_with_only_tool_calls() -> None:
 
 
 def test_models() -> None:
-    response = models_pb2.ListModelsResponse(models=[models_pb2.Model(id="a", owned_by="o", created=7)])
-    assert model_list(response) == {
-        "object": "list",
-        "data": [{"id": "a", "object": "model", "created": 7, "owned_by": "o"}],
+    rich = models_pb2.Model(
+        id="old-name",
+        owned_by="anthropic",
+        created=7,
+        display_name="Claude 4.5 Sonnet",
+        supports_thinking=True,
+        supports_images=True,
+        supports_tools=True,
+        context_window=200_000,
+        supports_max_mode=True,
+        max_mode_context_window=1_000_000,
+        is_alias=True,
+        alias_of="claude-4.5-sonnet",
+    )
+    response = models_pb2.ListModelsResponse(models=[models_pb2.Model(id="a", owned_by="o", created=7), rich])
+    bare = {
+        "id": "a",
+        "object": "model",
+        "created": 7,
+        "owned_by": "o",
+        "display_name": "a",
+        "context_window": None,
+        "max_mode_context_window": None,
+        "supports_thinking": False,
+        "supports_images": False,
+        "supports_tools": False,
+        "supports_max_mode": False,
+        "max_mode_only": False,
+        "is_alias": False,
     }
+    alias = {
+        "id": "old-name",
+        "object": "model",
+        "created": 7,
+        "owned_by": "anthropic",
+        "display_name": "Claude 4.5 Sonnet",
+        "context_window": 200000,
+        "max_mode_context_window": 1000000,
+        "supports_thinking": True,
+        "supports_images": True,
+        "supports_tools": True,
+        "supports_max_mode": True,
+        "max_mode_only": False,
+        "is_alias": True,
+        "alias_of": "claude-4.5-sonnet",
+    }
+    assert model_list(response) == {"object": "list", "data": [bare, alias]}
 
 
 def test_completion_ids_are_unique() -> None:

@@ -371,10 +371,12 @@ def test_build_request_converts_any_valid_request(request: chat_pb2.ChatRequest)
 def tool_call_frames(
     draw: st.DrawFn,
 ) -> tuple[list[tuple[str, str, str]], list[cursor.StreamUnifiedChatResponseWithTools]]:
-    """Calls (id, model_call_id, final raw_args) and their cumulative frames, interleaved."""
+    """Calls (id, model_call_id, final raw_args) and their cumulative frames, interleaved; the
+    last frame of each call says is_last_message."""
     count = draw(st.integers(1, 4))
+    objects = st.dictionaries(st.text(max_size=8), st.text(max_size=12) | st.integers(), max_size=3)
     calls = [
-        (f"toolu_{n}_{draw(CURSOR_CALL_IDS)}", draw(MODEL_CALL_IDS), draw(st.text(max_size=40)))
+        (f"toolu_{n}_{draw(CURSOR_CALL_IDS)}", draw(MODEL_CALL_IDS), json.dumps(draw(objects)))
         for n in range(count)
     ]
     pending: list[list[str]] = []
@@ -392,6 +394,8 @@ def tool_call_frames(
                     tool_call_id=call_id,
                     model_call_id=model_call_id or None,
                     name=name,
+                    is_streaming=True,
+                    is_last_message=len(pending[n]) == 1,
                     raw_args=pending[n].pop(0),
                     mcp_params=tools_pb2.MCPParams(
                         tools=[tools_pb2.MCPParams.Tool(name=name, server_name=TOOL_SERVER)]
@@ -404,7 +408,7 @@ def tool_call_frames(
 
 @PROPERTY_SETTINGS
 @given(case=tool_call_frames(), one_call=st.booleans())
-def test_event_mapper_fragments_join_to_final_args(
+def test_event_mapper_passes_final_args_once(
     case: tuple[list[tuple[str, str, str]], list[cursor.StreamUnifiedChatResponseWithTools]], one_call: bool
 ) -> None:
     calls, frames = case
@@ -423,8 +427,9 @@ def test_event_mapper_fragments_join_to_final_args(
         assert mine[0].id == openai_call_id(call_id, model_call_id)
         assert mine[0].name == f"tool{call_id.split('_')[1]}"
         assert all(not d.id and not d.name for d in mine[1:])
-        assert "".join(d.arguments for d in mine) == args
-        assert [f.arguments for f in finals if f.index == index] == ([] if args else ["{}"])
+        # Passed on once, whole, when the frame that says is_last_message arrives.
+        assert [d.arguments for d in mine if d.arguments] == [args]
+        assert [f.arguments for f in finals if f.index == index] == []
 
 
 @PROPERTY_SETTINGS

@@ -93,7 +93,7 @@ def test_stream_tool_call_deltas_like_openai(client: openai.OpenAI) -> None:
         )
     )
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert len(deltas) >= 2, "arguments should arrive in fragments"
+    assert len(deltas) >= 2, "a delta with id and name, then the arguments"
     first, rest = deltas[0], deltas[1:]
     assert first.index == 0 and first.id and first.type == "function"
     assert first.function is not None and first.function.name == "get_current_weather"
@@ -101,6 +101,23 @@ def test_stream_tool_call_deltas_like_openai(client: openai.OpenAI) -> None:
     arguments = "".join((d.function.arguments or "") for d in deltas if d.function)
     assert json.loads(arguments)["location"]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_arguments_survive_cursor_restarting_them(client: openai.OpenAI, stream: bool) -> None:
+    """`args=restart`: the simulator sends a compact copy of the arguments, then the growing spaced
+    JSON (the legacy wire; other dialects stream as usual). The caller gets one valid object."""
+    messages: Any = [{"role": "user", "content": "Use get_current_weather\nsim: args=restart"}]
+    if stream:
+        chunks = client.chat.completions.create(
+            model="gpt-5.2", messages=messages, tools=[WEATHER], stream=True
+        )
+        deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+        arguments = "".join((d.function.arguments or "") for d in deltas if d.function)
+    else:
+        reply = client.chat.completions.create(model="gpt-5.2", messages=messages, tools=[WEATHER])
+        arguments = (reply.choices[0].message.tool_calls or [])[0].function.arguments  # type: ignore[union-attr]
+    assert json.loads(arguments) == {"location": "sim-location", "unit": "celsius"}
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -55,3 +55,20 @@ def test_tool_calls_finish_reason_and_usage() -> None:
     out = shaper.finish()
     assert out[-1].finish.reason == chat_pb2.FINISH_REASON_TOOL_CALLS
     assert out[-2].usage.estimated
+
+
+def test_reported_usage_replaces_the_estimate() -> None:
+    shaper = AnswerShaper(request())
+    shaper.feed(text("x" * 400))  # would estimate 100 completion tokens
+    reported = chat_pb2.Usage(prompt_tokens=11, completion_tokens=7, reasoning_tokens=2, cache_read_tokens=5)
+    assert shaper.feed(chat_pb2.ChatEvent(usage=reported)) == []  # not passed on mid-stream
+    usage = next(e.usage for e in shaper.finish() if e.HasField("usage"))
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 7, 18)
+    assert (usage.reasoning_tokens, usage.cache_read_tokens, usage.estimated) == (2, 5, False)
+
+
+def test_estimate_without_a_report_is_marked() -> None:
+    shaper = AnswerShaper(request())
+    shaper.feed(text("x" * 400))
+    usage = next(e.usage for e in shaper.finish() if e.HasField("usage"))
+    assert usage.estimated is True and usage.completion_tokens == 100

@@ -9,7 +9,7 @@ from protobuf.wkt import Any as ConnectAny
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from core.upstream.errors import Failure, classify
+from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import (
     ClientIdentity,
     checksum,
@@ -125,7 +125,7 @@ def test_classify_cursor_errors(kind: str, failure: Failure, retryable: bool) ->
         ("update_required", Failure.OUTDATED_CLIENT, "ERROR_CODE_UPSTREAM_OUTDATED_CLIENT", False),
         ("region", Failure.REGION_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
         ("model_blocked", Failure.MODEL_BLOCKED, "ERROR_CODE_MODEL_NOT_ALLOWED", True),
-        ("max_mode", Failure.MAX_MODE_REQUIRED, "ERROR_CODE_INVALID_REQUEST", False),
+        ("max_mode", Failure.MAX_MODE_REQUIRED, "ERROR_CODE_MAX_MODE_REQUIRED", False),
         ("account_closed", Failure.ACCOUNT_BLOCKED, "ERROR_CODE_UPSTREAM_AUTH", True),
         ("provider", Failure.UNAVAILABLE, "ERROR_CODE_UPSTREAM_UNAVAILABLE", True),
     ],
@@ -203,26 +203,58 @@ def _call(
     )
 
 
-def test_event_mapper_turns_cumulative_args_into_fragments() -> None:
+def test_event_mapper_passes_each_calls_arguments_once_when_complete() -> None:
     mapper = EventMapper()
     events = []
     for raw, last in (('{"a":', False), ('{"a": 1', False), ('{"a": 1}', True)):
         events += mapper.feed(_call("t1", raw, streaming=True, last=last))
     events += mapper.feed(_call("t2", '{"b": 2}', streaming=False, last=True, name="g"))
     deltas = [e.tool_call for e in events]
-    assert deltas[0].id == "t1__mc_mc1" and deltas[0].name == "f" and deltas[0].index == 0
-    assert "".join(d.arguments for d in deltas if d.index == 0) == '{"a": 1}'
-    assert all(not d.id for d in deltas[1:3])
-    assert deltas[-1].index == 1 and deltas[-1].name == "g" and deltas[-1].arguments == '{"b": 2}'
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
+        (0, "t1__mc_mc1", "f", ""),
+        (0, "", "", '{"a": 1}'),
+        (1, "t2__mc_mc1", "g", ""),
+        (1, "", "", '{"b": 2}'),
+    ]
+    assert mapper.finish_calls() == []
+
+
+def test_event_mapper_survives_cursor_restarting_the_arguments() -> None:
+    """Cursor sends a compact copy, then restarts with the growing spaced JSON (issue 9): the
+    old mapper passed on '{"city":"Paris"}, "unit": "celsius"}'."""
+    mapper = EventMapper()
+    frames = [
+        ('{"city":"Paris","unit":"celsius"}', False),
+        ('{"city": "Paris"', False),
+        ('{"city": "Paris", "unit": "celsius"}', True),
+    ]
+    events = [e for raw, last in frames for e in mapper.feed(_call("t1", raw, streaming=True, last=last))]
+    joined = "".join(e.tool_call.arguments for e in events)
+    assert joined == '{"city": "Paris", "unit": "celsius"}'
+
+
+def test_event_mapper_keeps_the_last_valid_copy_when_the_stream_ends_mid_restart() -> None:
+    mapper = EventMapper()
+    mapper.feed(_call("t1", '{"city":"Paris"}', streaming=True, last=False))
+    mapper.feed(_call("t1", '{"city": "Pa', streaming=True, last=False))
+    (closing,) = mapper.finish_calls()
+    assert closing.tool_call.arguments == '{"city":"Paris"}'
+
+
+def test_event_mapper_refuses_arguments_that_never_were_json() -> None:
+    mapper = EventMapper()
+    mapper.feed(_call("t1", '{"city": "Pa', streaming=True, last=False))
+    with pytest.raises(UpstreamError) as info:
+        mapper.finish_calls()
+    assert info.value.failure is Failure.PROTOCOL
 
 
 def test_event_mapper_single_call_when_parallel_off_and_empty_args_become_object() -> None:
     mapper = EventMapper(max_calls=1)
     first = mapper.feed(_call("t1", "", streaming=False, last=True))
     assert mapper.feed(_call("t2", "{}", streaming=False, last=True)) == []
-    assert first[0].tool_call.id
-    closing = mapper.finish_calls()
-    assert [e.tool_call.arguments for e in closing] == ["{}"]
+    assert first[0].tool_call.id and first[1].tool_call.arguments == "{}"
+    assert mapper.finish_calls() == []
 
 
 def test_event_mapper_text_and_thinking() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from core.accounts import Account
 from core.catalog import ModelInfo
 from core.licenses import License
+from core.secrets import hash_key
 from core.store.tables import AccountRow, LicenseRow
 
 
@@ -53,6 +54,10 @@ def models_from_json(data: dict[str, Any] | None) -> dict[str, ModelInfo] | None
     return {name: ModelInfo(**{k: v for k, v in info.items() if k in known}) for name, info in data.items()}
 
 
+# Columns that hold secrets: sealed at rest by the store when a secret key is configured.
+SECRET_COLUMNS = ("token", "refresh_token", "api_key")
+
+
 def account_state(account: Account) -> dict[str, Any]:
     """The columns that change while core runs (persisted by the journal)."""
     return {
@@ -67,6 +72,12 @@ def account_state(account: Account) -> dict[str, Any]:
         "cooldown_until": account.cooldown_until,
         "dialect": account.dialect,
         "dialect_state": dict(account.dialect_state),
+        "auth_state": dict(account.auth_state),
+        # Credentials change when a token is renewed; the store seals them (SECRET_COLUMNS).
+        "token": account.token,
+        "token_hash": hash_key(account.token),
+        "refresh_token": account.refresh_token,
+        "api_key": account.api_key,
     }
 
 
@@ -86,4 +97,7 @@ def account_from_row(row: AccountRow) -> Account:
         last_refreshed_at=row.last_refreshed_at,
         dialect=row.dialect or "auto",
         dialect_state=dict(row.dialect_state or {}),
+        refresh_token=row.refresh_token or "",
+        api_key=row.api_key or "",
+        auth_state=dict(row.auth_state or {}),
     )

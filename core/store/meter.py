@@ -34,7 +34,8 @@ class Meter:
         if event.WhichOneof("event") == "usage":
             self.usage.CopyFrom(event.usage)
 
-    def finish(self, model: str) -> None:
+    def finish(self, model: str, requested: str = "") -> None:
+        """`model`: the model that served; `requested`: what the caller asked for, if different."""
         with contextlib.suppress(ValueError):  # finished from another context: nothing to undo
             TRACE.reset(self._reset)
         # Calls without a valid license are not logged: anyone could fill the log with them.
@@ -46,6 +47,7 @@ class Meter:
                 license_id=self.license.id,
                 license_name=self.license.name,
                 model=model,
+                requested_model=requested if requested != model else "",
                 account_id=self.trace.account_id,
                 latency_ms=int((time.monotonic() - self.started) * 1000),
                 prompt_tokens=self.usage.prompt_tokens,

@@ -12,9 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from core.accounts import Account
 from core.licenses import License
 from core.secrets import hash_key
-from core.store.convert import account_from_row, account_state, license_from_row, license_to_row
+from core.store.convert import (
+    SECRET_COLUMNS,
+    account_from_row,
+    account_state,
+    license_from_row,
+    license_to_row,
+)
 from core.store.db import connect
-from core.store.tables import AccountRow, LicenseRow, RequestLogRow
+from core.store.secretbox import SecretBox
+from core.store.tables import AccountRow, AliasRow, LicenseRow, RequestLogRow
 
 
 class DuplicateAccount(Exception):
@@ -33,6 +40,8 @@ class RequestEntry:
     completion_tokens: int = 0
     outcome: str = "ok"
     stream: bool = False
+    # What the caller asked for when an alias, "-max" suffix or variant changed it ("" if not).
+    requested_model: str = ""
     id: int = 0
 
 
@@ -40,13 +49,41 @@ _LOG_FIELDS = tuple(f for f in RequestEntry.__dataclass_fields__ if f != "id")
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, box: SecretBox | None = None) -> None:
         self.engine = engine
+        self.box = box or SecretBox(None)
         self._session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        return cls(await connect(url))
+    async def open(cls, url: str, secret_key: str | None = None) -> Store:
+        """Connects, migrates, and seals credentials still in clear when a key is set. Credentials
+        sealed under a key that is not given are a clear error at start, never a silent wipe."""
+        store = cls(await connect(url), SecretBox(secret_key))
+        try:
+            await store.reseal(store.box)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def reseal(self, new: SecretBox) -> int:
+        """Every credential opened with the current key and sealed again with `new` (in clear
+        when `new` has no key). Also the check that the current key opens them all."""
+        changed = 0
+        async with self._session.begin() as session:
+            rows = (await session.scalars(select(AccountRow))).all()
+            for row in rows:
+                for column in SECRET_COLUMNS:
+                    stored = getattr(row, column) or ""
+                    value = new.seal(self.box.open(stored, column), column)
+                    if value != stored:
+                        setattr(row, column, value)
+                        changed += 1
+        self.box = new
+        return changed
+
+    def _sealed(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.box.seal(v, k) if k in SECRET_COLUMNS else v for k, v in values.items()}
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -93,7 +130,12 @@ class Store:
     async def accounts(self) -> list[Account]:
         async with self._session() as session:
             rows = await session.scalars(select(AccountRow).order_by(AccountRow.created_at))
-            return [account_from_row(row) for row in rows]
+            accounts = [account_from_row(row) for row in rows]
+        for account in accounts:
+            account.token = self.box.open(account.token, "token")
+            account.refresh_token = self.box.open(account.refresh_token, "refresh_token")
+            account.api_key = self.box.open(account.api_key, "api_key")
+        return accounts
 
     async def account_id_for_token(self, token: str) -> str | None:
         async with self._session() as session:
@@ -103,13 +145,7 @@ class Store:
             return found
 
     async def add_account(self, account: Account) -> None:
-        row = AccountRow(
-            id=account.id,
-            token=account.token,
-            token_hash=hash_key(account.token),
-            created_at=account.created_at,
-            **account_state(account),
-        )
+        row = AccountRow(id=account.id, created_at=account.created_at, **self._sealed(account_state(account)))
         try:
             async with self._session.begin() as session:
                 session.add(row)
@@ -120,11 +156,28 @@ class Store:
     async def save_accounts(self, states: dict[str, dict[str, Any]]) -> None:
         async with self._session.begin() as session:
             for account_id, values in states.items():
-                await session.execute(update(AccountRow).where(AccountRow.id == account_id).values(**values))
+                await session.execute(
+                    update(AccountRow).where(AccountRow.id == account_id).values(**self._sealed(values))
+                )
 
     async def remove_account(self, account_id: str) -> None:
         async with self._session.begin() as session:
             await session.execute(delete(AccountRow).where(AccountRow.id == account_id))
+
+    # --- model aliases (the admin layer; see core/aliases.py) ---
+
+    async def aliases(self) -> dict[str, tuple[str, ...]]:
+        async with self._session() as session:
+            rows = await session.scalars(select(AliasRow).order_by(AliasRow.name))
+            return {row.name: tuple(row.targets) for row in rows}
+
+    async def set_alias(self, name: str, targets: tuple[str, ...], at: float) -> None:
+        async with self._session.begin() as session:
+            await session.merge(AliasRow(name=name, targets=list(targets), updated_at=at))
+
+    async def delete_alias(self, name: str) -> None:
+        async with self._session.begin() as session:
+            await session.execute(delete(AliasRow).where(AliasRow.name == name))
 
     # --- request log ---
 

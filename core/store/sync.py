@@ -1,6 +1,6 @@
 """Re-reads the store now and then, so that with several core replicas on one PostgreSQL an
-admin change made through one replica reaches the others (licenses fully; accounts as
-additions and removals: their runtime state is each replica's own)."""
+admin change made through one replica reaches the others (licenses and model aliases fully;
+accounts as additions and removals: their runtime state is each replica's own)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from core.accounts import AccountPool
+from core.aliases import AliasError, AliasTable
 from core.licenses import LicenseRegistry
 from core.store.journal import Journal
 from core.store.repo import Store
@@ -15,7 +16,13 @@ from core.store.repo import Store
 log = logging.getLogger("cursorgate.store")
 
 
-async def sync_once(store: Store, licenses: LicenseRegistry, pool: AccountPool, journal: Journal) -> None:
+async def sync_once(
+    store: Store,
+    licenses: LicenseRegistry,
+    pool: AccountPool,
+    journal: Journal,
+    aliases: AliasTable | None = None,
+) -> None:
     for stored in await store.licenses():
         current = licenses.get(stored.id)
         if current is None:
@@ -39,14 +46,24 @@ async def sync_once(store: Store, licenses: LicenseRegistry, pool: AccountPool, 
     for account in pool.all():
         if account.id not in known:
             pool.remove(account.id)
+    if aliases is not None:
+        try:
+            aliases.replace_admin(await store.aliases())
+        except AliasError as err:  # another replica's env closes a cycle with it: keep ours
+            log.warning("stored aliases not applied: %s", err)
 
 
 async def sync_forever(
-    store: Store, licenses: LicenseRegistry, pool: AccountPool, journal: Journal, interval: float
+    store: Store,
+    licenses: LicenseRegistry,
+    pool: AccountPool,
+    journal: Journal,
+    interval: float,
+    aliases: AliasTable | None = None,
 ) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sync_once(store, licenses, pool, journal)
+            await sync_once(store, licenses, pool, journal, aliases)
         except Exception as err:  # the store may be briefly unreachable; memory keeps serving
             log.warning("store sync failed (%s)", type(err).__name__)

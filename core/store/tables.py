@@ -33,7 +33,8 @@ class AccountRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(200), default="")
-    # The normalised JWT: it must be stored to be usable. Never returned whole, never logged.
+    # The normalised JWT: it must be stored to be usable (sealed when CURSORGATE_SECRET_KEY is
+    # set). Never returned whole, never logged.
     token: Mapped[str] = mapped_column(Text)
     # sha256 of the token: the same token is not added twice.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -51,6 +52,12 @@ class AccountRow(Base):
     # "auto" or a pinned dialect name; what auto found (active dialect, probe results).
     dialect: Mapped[str] = mapped_column(String(20), default="auto")
     dialect_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What renews the access token: an OAuth refresh token, or a user API key (crsr_...) that is
+    # exchanged again. Like `token`, sealed when CURSORGATE_SECRET_KEY is set.
+    refresh_token: Mapped[str] = mapped_column(Text, default="")
+    api_key: Mapped[str] = mapped_column(Text, default="")
+    # Renewal bookkeeping: when, how often, the last failure.
+    auth_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RequestLogRow(Base):
@@ -69,3 +76,16 @@ class RequestLogRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(64), default="ok")
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Migration 0002_aliases: the name the caller sent when it differs from `model`.
+    requested_model: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AliasRow(Base):
+    """Model aliases set through the admin API (migration 0002_aliases)."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The target names, in order.
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -18,6 +18,9 @@ def models_from_catalog(response: models_pb2.AvailableModelsResponse) -> dict[st
             supports_tools=m.supports_agent,
             context_window=m.context_token_limit,
             server_name=m.server_model_name if m.server_model_name != m.name else "",
+            supports_max_mode=m.supports_max_mode if m.HasField("supports_max_mode") else None,
+            max_mode_only=m.HasField("supports_non_max_mode") and not m.supports_non_max_mode,
+            max_mode_context_window=m.context_token_limit_for_max_mode,
         )
         for m in response.models
     }

@@ -24,9 +24,9 @@ class Failure(enum.Enum):
     # Cursor wants a newer client: a configuration problem, retrying elsewhere won't help.
     OUTDATED_CLIENT = "outdated_client"
     BAD_MODEL = "bad_model"
-    BAD_REQUEST = "bad_request"
-    # The model needs Cursor's Max mode: the caller can fix it, another account will not.
+    # The model is served only in Max mode: the caller must ask for it.
     MAX_MODE_REQUIRED = "max_mode_required"
+    BAD_REQUEST = "bad_request"
     # This account may not use this model (its region, its plan's model gating): another account
     # may; the account stays healthy for everything else (never a cooldown, never disabled).
     REGION_BLOCKED = "region_blocked"
@@ -46,8 +46,8 @@ _CODES = {
     Failure.UNAVAILABLE: Code.ERROR_CODE_UPSTREAM_UNAVAILABLE,
     Failure.OUTDATED_CLIENT: Code.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT,
     Failure.BAD_MODEL: Code.ERROR_CODE_MODEL_NOT_FOUND,
+    Failure.MAX_MODE_REQUIRED: Code.ERROR_CODE_MAX_MODE_REQUIRED,
     Failure.BAD_REQUEST: Code.ERROR_CODE_INVALID_REQUEST,
-    Failure.MAX_MODE_REQUIRED: Code.ERROR_CODE_INVALID_REQUEST,
     Failure.REGION_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
     Failure.MODEL_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
     Failure.ACCOUNT_BLOCKED: Code.ERROR_CODE_UPSTREAM_AUTH,
@@ -173,10 +173,11 @@ _MESSAGES = {
     Failure.UNAVAILABLE: "Cursor is unavailable.",
     Failure.OUTDATED_CLIENT: "Cursor refused the gateway's client version; raise CURSORGATE_CLIENT_VERSION.",
     Failure.BAD_MODEL: "Cursor does not know this model.",
-    Failure.BAD_REQUEST: "Cursor refused the request.",
     Failure.MAX_MODE_REQUIRED: (
-        "This model needs Cursor's Max mode: append -max to the model name or set max_mode: true."
+        "Cursor serves this model only in Max mode: append '-max' to the model name, "
+        'or add "max_mode": true to the request body.'
     ),
+    Failure.BAD_REQUEST: "Cursor refused the request.",
     Failure.REGION_BLOCKED: "Cursor does not serve this model in the region of the accounts that offer it.",
     Failure.MODEL_BLOCKED: "Cursor blocks this model for the accounts that offer it.",
     Failure.ACCOUNT_BLOCKED: "Cursor blocked or closed the account.",

@@ -134,6 +134,11 @@ async def refresh_account(account_id: str, request: Request) -> Response:
     return await _call(request, _stub(request).RefreshAccount, admin_pb2.RefreshAccountRequest(id=account_id))
 
 
+@router.post("/api/accounts/{account_id}/probe")
+async def probe_account(account_id: str, request: Request) -> Response:
+    return await _call(request, _stub(request).ProbeAccount, admin_pb2.ProbeAccountRequest(id=account_id))
+
+
 # --- licenses ---
 
 
@@ -159,6 +164,29 @@ async def revoke_license(license_id: str, request: Request) -> Response:
 @router.get("/api/requests")
 async def list_requests(request: Request, limit: int = 100) -> Response:
     return await _call(request, _stub(request).ListRequests, admin_pb2.ListRequestsRequest(limit=limit))
+
+
+# --- model aliases ---
+
+
+@router.get("/api/aliases")
+async def list_aliases(request: Request) -> Response:
+    return await _call(request, _stub(request).ListAliases, admin_pb2.ListAliasesRequest())
+
+
+@router.put("/api/aliases/{name:path}")
+async def set_alias(name: str, request: Request) -> Response:
+    """Body `{"targets": ["model", "fallback"]}` (a single string is accepted too)."""
+    body = await _body(request)
+    if isinstance(body.get("targets"), str):
+        body["targets"] = [body["targets"]]
+    message = _parse({**body, "name": name}, admin_pb2.SetAliasRequest())
+    return await _call(request, _stub(request).SetAlias, message)
+
+
+@router.delete("/api/aliases/{name:path}")
+async def delete_alias(name: str, request: Request) -> Response:
+    return await _call(request, _stub(request).DeleteAlias, admin_pb2.DeleteAliasRequest(name=name))
 
 
 # --- the page ---

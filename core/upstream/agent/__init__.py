@@ -27,8 +27,6 @@ from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cli_headers, ide_headers
 from cursorgate.v1 import chat_pb2
 
-MAX_SUFFIX = "-max"
-
 
 class AgentDialect:
     name = DialectName.AGENT
@@ -58,8 +56,8 @@ class AgentDialect:
         return cli_headers(account.token, self.ctx.cli_identity(account))
 
     async def exchange(self, account: Account, request: chat_pb2.ChatRequest) -> AgentExchange:
-        model, max_mode = _max_mode(account, request.model)
-        run = await build_run(request, self.ctx.images, model=wire_model(account, model), max_mode=max_mode)
+        model = wire_model(account, request.model)
+        run = await build_run(request, self.ctx.images, model=model, max_mode=request.max_mode)
         single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
         return AgentExchange(run.message, run.store, run.tools, max_calls=1 if single_call else None)
 
@@ -108,12 +106,3 @@ class AgentDialect:
                 return Probe(False, f"refused: {err.message}")
             raise
         return Probe(True, f"GetUsableModels answers the CLI identity ({len(usable.models)} models)")
-
-
-def _max_mode(account: Account, model: str) -> tuple[str, bool]:
-    """`<model>-max` asks for Max mode when the catalog has the base model but no such name."""
-    if model.endswith(MAX_SUFFIX) and account.models:
-        base = model.removesuffix(MAX_SUFFIX)
-        if model not in account.models and base in account.models:
-            return base, True
-    return model, False

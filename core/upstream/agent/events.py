@@ -292,18 +292,15 @@ def usage_of(ended: agent.TurnEndedUpdate) -> chat_pb2.Usage:
     cache reads included (a captured turn: input 388 564 with cache_read 346 112)."""
     prompt = int(ended.input_tokens)
     completion = int(ended.output_tokens)
-    usage = chat_pb2.Usage(
+    return chat_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
         reasoning_tokens=int(ended.reasoning_tokens),
+        cache_read_tokens=int(ended.cache_read_tokens),
+        cache_write_tokens=int(ended.cache_write_tokens),
         estimated=False,
     )
-    fields = usage.DESCRIPTOR.fields_by_name
-    if "cache_read_tokens" in fields:  # cursorgate.v1.Usage 6/7 (added by the lead)
-        setattr(usage, "cache_read_tokens", int(ended.cache_read_tokens))  # noqa: B010
-        setattr(usage, "cache_write_tokens", int(ended.cache_write_tokens))  # noqa: B010
-    return usage
 
 
 def _path_rejected(field: str) -> Any:

@@ -169,7 +169,12 @@ async def build_request(
     chat = cursor.StreamUnifiedChatRequest(
         conversation=conversation,
         explicit_context=cursor.ExplicitContext(context=system_context(request, tools)),
-        model_details=cursor.ModelDetails(model_name=model or request.model, azure_state=cursor.AzureState()),
+        model_details=cursor.ModelDetails(
+            model_name=model or request.model,
+            azure_state=cursor.AzureState(),
+            # Unset unless asked for, as [A] sends it.
+            max_mode=True if request.max_mode else None,
+        ),
         should_cache=True,
         current_file=cursor.CurrentFileInfo(contents_start_at_line=1, total_number_of_lines=1),
         use_new_compression_scheme=True,

@@ -85,7 +85,11 @@ function detailsRow(account) {
     ["Client version", account.client_version || "(gateway default)"], ["Created", when(account.created_at)],
     ["Last refreshed", when(account.last_refreshed_at) || "never"], ["Cooling down until", when(account.cooldown_until)],
     ["Disabled because", account.disabled_reason], ["Requests / failures (this run)", account.requests + " / " + account.failures],
+    ["Dialect", (account.dialect || "auto") + (account.active_dialect ? " (speaking " + account.active_dialect + ")" : "")],
   ];
+  for (const probe of account.probes || []) {
+    facts.push(["Probe " + probe.dialect, (probe.ok ? "ok" : "refused") + " " + when(probe.probed_at) + ": " + probe.detail]);
+  }
   for (const [name, value] of facts) {
     if (!value) continue;
     const p = el("div");
@@ -94,7 +98,8 @@ function detailsRow(account) {
     td.appendChild(p);
   }
   td.appendChild(el("strong", "Models"));
-  const names = (account.models || []).map((m) => m.id + (m.context_window ? " (" + m.context_window + " ctx)" : ""));
+  const names = (account.models || []).map((m) => m.id + (m.context_window ? " (" + m.context_window + " ctx)" : "")
+    + (m.max_mode_only ? " [Max mode only]" : m.supports_max_mode ? " [Max mode" + (m.max_mode_context_window ? ": " + m.max_mode_context_window + " ctx" : "") + "]" : ""));
   td.appendChild(el("pre", account.models_known ? names.join("\n") || "(none)" : "not fetched yet", "models"));
   for (const key of ["usage", "membership"]) {
     if (account[key] && Object.keys(account[key]).length) {
@@ -118,7 +123,8 @@ function renderAccounts(accounts) {
     row.dataset.accountId = account.id;
     cell(row, account.label || account.id);
     cell(row, account.token_masked);
-    cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+    const status = cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+    status.appendChild(el("span", " " + (account.active_dialect || "?"), "muted dialect"));
     cell(row, account.models_known ? String((account.models || []).length) : "?");
     cell(row, usageSummary(account));
     cell(row, account.last_error);
@@ -129,6 +135,17 @@ function renderAccounts(accounts) {
       ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
       : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
     actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
+    actions.appendChild(button("Probe", () => action("Probe", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/probe"))));
+    const pin = el("select", undefined, "dialect-pin");
+    pin.title = "Cursor chat protocol for this account";
+    for (const name of ["auto", "inference", "agent", "legacy"]) {
+      const option = el("option", name);
+      option.value = name;
+      option.selected = (account.dialect || "auto") === name;
+      pin.appendChild(option);
+    }
+    pin.addEventListener("change", () => action("Dialect", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { dialect: pin.value })));
+    actions.appendChild(pin);
     actions.appendChild(button("Remove", () => {
       if (confirm("Remove account " + (account.label || account.id) + "?")) {
         action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
@@ -166,6 +183,27 @@ function renderLicenses(licenses) {
   }
 }
 
+// --- model aliases ---
+
+function renderAliases(aliases) {
+  const body = $("aliases").tBodies[0];
+  body.replaceChildren();
+  for (const alias of aliases) {
+    const row = el("tr");
+    row.dataset.alias = alias.name;
+    cell(row, alias.name);
+    cell(row, (alias.targets || []).join(", "));
+    cell(row, alias.resolves_to || "(no account offers a target)", alias.resolves_to ? "" : "muted");
+    cell(row, el("span", alias.source, "badge " + (alias.source === "admin" ? "active" : "")));
+    cell(row, alias.note);
+    const actions = cell(row, "");
+    if (alias.source === "admin") {
+      actions.appendChild(button("Remove", () => action("Remove alias", () => api("DELETE", "/aliases/" + encodeURIComponent(alias.name)))));
+    }
+    body.appendChild(row);
+  }
+}
+
 // --- request log ---
 
 function renderRequests(requests) {
@@ -175,7 +213,7 @@ function renderRequests(requests) {
     const row = el("tr");
     cell(row, when(r.time));
     cell(row, r.license_name || r.license_id);
-    cell(row, r.model);
+    cell(row, r.requested_model ? r.requested_model + " \u2192 " + r.model : r.model);
     cell(row, r.account_id);
     cell(row, r.latency_ms + " ms");
     cell(row, r.prompt_tokens + " / " + r.completion_tokens);
@@ -190,11 +228,12 @@ async function loadAll() {
     return;
   }
   try {
-    const [accounts, licenses, requests] = await Promise.all([
-      api("GET", "/accounts"), api("GET", "/licenses"), api("GET", "/requests?limit=100"),
+    const [accounts, licenses, aliases, requests] = await Promise.all([
+      api("GET", "/accounts"), api("GET", "/licenses"), api("GET", "/aliases"), api("GET", "/requests?limit=100"),
     ]);
     renderAccounts(accounts.accounts || []);
     renderLicenses(licenses.licenses || []);
+    renderAliases(aliases.aliases || []);
     renderRequests(requests.requests || []);
     document.body.dataset.loaded = "true";
     if (!$("status").classList.contains("error")) setStatus("Connected. " + new Date().toLocaleTimeString(), false);
@@ -243,6 +282,15 @@ function init() {
       $("new-license-key").textContent = created.key;
       $("new-license").hidden = false;
       $("license-form").reset();
+    });
+  });
+  $("alias-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = $("alias-name").value.trim();
+    const targets = $("alias-targets").value.split(",").map((m) => m.trim()).filter(Boolean);
+    action("Set alias", async () => {
+      await api("PUT", "/aliases/" + encodeURIComponent(name), { targets });
+      $("alias-form").reset();
     });
   });
   $("dismiss-key").addEventListener("click", () => {
