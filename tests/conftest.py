@@ -9,7 +9,7 @@ import pytest
 from tests.procs import Stack, start_stack
 
 # Every dialect this build speaks; CURSORGATE_TEST_DIALECTS narrows the list (comma separated).
-ALL_DIALECTS = ("legacy", "inference", "agent")
+ALL_DIALECTS = ("inference", "agent", "legacy")  # in auto's order of preference
 
 
 def test_dialects() -> list[str]:

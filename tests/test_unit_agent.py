@@ -346,3 +346,15 @@ def test_value_module_matches_google_protobuf() -> None:
             )
         ).SerializeToString()
     )
+
+
+def test_discovered_agent_host_applies_to_cursors_own_upstream_only() -> None:
+    from core.config import CoreSettings
+    from core.upstream.context import UpstreamContext
+
+    cursor = UpstreamContext.create(CoreSettings())
+    cursor.discovered_agent_url = "https://agentn.us.api5.cursor.sh"
+    assert cursor.agent_url == "https://agentn.us.api5.cursor.sh"
+    other = UpstreamContext.create(CoreSettings(upstream_url="http://127.0.0.1:9"))
+    other.discovered_agent_url = "https://agent.simulator.invalid"
+    assert other.agent_url == "http://127.0.0.1:9"

@@ -36,13 +36,8 @@ class AgentDialect:
 
     def __init__(self, ctx: UpstreamContext) -> None:
         self.ctx = ctx
-        # Requests go uncompressed, as every client of the fact sheet sends them (§2.3).
-        self._agent = AgentServiceClient(
-            ctx.agent_url.rstrip("/"),
-            http_client=ctx.http2,
-            accept_compression=[ctx.gzip],
-            send_compression=None,
-        )
+        # One Run client per agent host: discovery may name a new host while the process runs.
+        self._runs: dict[str, AgentServiceClient] = {}
         # GetUsableModels lives on api2 too, HTTP/2 only (§5.1); AvailableModels is the IDE catalog.
         api = ctx.settings.upstream_url.rstrip("/")
         self._models = AgentServiceClient(
@@ -64,7 +59,14 @@ class AgentDialect:
     def open(
         self, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
     ) -> AsyncIterator[Any]:
-        return self._agent.run(messages, headers=headers)
+        url = self.ctx.agent_url.rstrip("/")
+        client = self._runs.get(url)
+        if client is None:
+            # Requests go uncompressed, as every client of the fact sheet sends them (§2.3).
+            client = self._runs[url] = AgentServiceClient(
+                url, http_client=self.ctx.http2, accept_compression=[self.ctx.gzip], send_compression=None
+            )
+        return client.run(messages, headers=headers)
 
     def classify(self, err: ConnectError) -> UpstreamError:
         return classify(err)
