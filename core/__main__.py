@@ -6,7 +6,8 @@ import asyncio
 import logging
 import sys
 
-from core.config import load_settings
+from core.config import admin_key_problem, load_settings
+from core.grpc_tls import TLSConfigError, server_credentials
 from core.server import serve
 from core.store.secretbox import SecretKeyError
 
@@ -22,6 +23,15 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 def main() -> None:
     settings = load_settings()
+    problem = admin_key_problem(settings)
+    if problem is None:
+        try:
+            server_credentials(settings)  # reads the files now: a bad path is a clear message
+        except TLSConfigError as err:
+            problem = str(err)
+    if problem is not None:
+        print(f"cursorgate core: {problem}", file=sys.stderr, flush=True)
+        sys.exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

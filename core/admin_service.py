@@ -37,6 +37,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 CLIENT_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){1,3}$")
 MAX_NAME = 200
 MAX_REQUESTS = 1000
+# A license may name this many models; beyond it a list of all-but-a-few is the better tool.
+MAX_ALLOWED_MODELS = 200
+# The largest Unix time a Timestamp (and the admin page) can show: 9999-12-31T23:59:59Z.
+MAX_UNIX_SECONDS = 253_402_300_799
 
 
 class AdminError(Exception):
@@ -83,6 +87,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         given = bearer(metadata_value(context, "authorization"))
         if given is None or not keys_equal(hash_key(given), self._key_hash):
+            # Who tried (the facade, or a direct gRPC caller), never what they tried.
+            log.warning("admin authentication failed from %s", context.peer())
             raise AdminError(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "Invalid or missing admin key. Pass it as 'Authorization: Bearer <CURSORGATE_ADMIN_KEY>'.",
@@ -123,6 +129,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
         token, refresh_token, api_key = await self._credentials(request)
+        _check_claims(jwt_claims(token))
         existing = next((a for a in self.office.pool.all() if keys_equal(a.token, token)), None)
         if existing is not None:
             raise AdminError(
@@ -147,14 +154,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("account %s added (%s)", account.id, mask(token))
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
-        return account_proto(account)
+        return safe_account_proto(account)
 
     async def _list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
         accounts = sorted(self.office.pool.all(), key=lambda a: a.created_at)
-        return admin_pb2.ListAccountsResponse(accounts=[account_proto(a) for a in accounts])
+        return admin_pb2.ListAccountsResponse(accounts=[safe_account_proto(a) for a in accounts])
 
     async def _get_account(self, request: admin_pb2.GetAccountRequest) -> admin_pb2.Account:
-        return account_proto(self._account(request.id))
+        return safe_account_proto(self._account(request.id))
 
     async def _update_account(self, request: admin_pb2.UpdateAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
@@ -172,7 +179,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self.office.pool.changed(account)
         await self.office.journal.flush()
         log.info("account %s updated", account.id)
-        return account_proto(account)
+        return safe_account_proto(account)
 
     async def _remove_account(
         self, request: admin_pb2.RemoveAccountRequest
@@ -193,13 +200,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = self._account(request.id)
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
-        return account_proto(account)
+        return safe_account_proto(account)
 
     # --- licenses ---
 
     async def _create_license(
         self, request: admin_pb2.CreateLicenseRequest
     ) -> admin_pb2.CreateLicenseResponse:
+        if request.HasField("expires_at") and not _timestamp_in_range(request.expires_at):
+            raise _invalid("expires_at: must be a valid time before the year 10000.")
+        if len(request.allowed_models) > MAX_ALLOWED_MODELS:
+            raise _invalid(f"allowed_models: at most {MAX_ALLOWED_MODELS} models.")
         expires_at = request.expires_at.ToMilliseconds() / 1000 if request.HasField("expires_at") else None
         if expires_at is not None and expires_at <= time.time():
             raise _invalid("expires_at: must be in the future.")
@@ -408,6 +419,10 @@ def _client_version(value: str) -> str:
     return value
 
 
+def _timestamp_in_range(stamp: timestamp_pb2.Timestamp) -> bool:
+    return 0 <= stamp.seconds <= MAX_UNIX_SECONDS and 0 <= stamp.nanos < 1_000_000_000
+
+
 def _ts(seconds: float) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromMilliseconds(int(seconds * 1000))
@@ -423,6 +438,43 @@ def _struct(data: object) -> struct_pb2.Struct | None:
     except (TypeError, ValueError):
         return None
     return value
+
+
+def _check_claims(claims: dict[str, object]) -> None:
+    """What the gateway reads from a token's claims must be sane: a crafted `exp` (1e20, NaN)
+    would be stored and then break every listing of accounts."""
+    exp = claims.get("exp")
+    if exp is not None and (
+        not isinstance(exp, int) or isinstance(exp, bool) or not 0 < exp <= MAX_UNIX_SECONDS
+    ):
+        raise _invalid("token: its 'exp' claim must be a Unix time in seconds (an integer up to year 9999).")
+    sub = claims.get("sub")
+    if sub is not None and not isinstance(sub, str):
+        raise _invalid("token: its 'sub' claim must be a string.")
+
+
+def _token_expiry(claims: dict[str, object]) -> timestamp_pb2.Timestamp | None:
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and 0 < exp <= MAX_UNIX_SECONDS:
+        return _ts(float(exp))
+    return None  # absent, or a value no Timestamp can hold (NaN, 1e20): not shown
+
+
+def safe_account_proto(account: Account) -> admin_pb2.Account:
+    """The account as account_proto renders it, or, should that fail, the fields that cannot
+    fail: one bad row never hides the others."""
+    try:
+        return account_proto(account)
+    except Exception:
+        log.exception("account %s could not be rendered in full", account.id)
+        return admin_pb2.Account(
+            id=account.id,
+            label=account.label[:MAX_NAME],
+            token_masked=mask(account.token),
+            enabled=account.enabled,
+            status="disabled" if not account.enabled else "active",
+            last_error="This account's details could not be shown; see core's log.",
+        )
 
 
 def account_proto(account: Account) -> admin_pb2.Account:
@@ -480,9 +532,9 @@ def account_proto(account: Account) -> admin_pb2.Account:
         out.last_refreshed_at.CopyFrom(_ts(account.last_refreshed_at))
     if account.cooldown_until > now:
         out.cooldown_until.CopyFrom(_ts(account.cooldown_until))
-    exp = claims.get("exp")
-    if isinstance(exp, int | float):
-        out.token_expires_at.CopyFrom(_ts(float(exp)))
+    expiry = _token_expiry(claims)
+    if expiry is not None:
+        out.token_expires_at.CopyFrom(expiry)
     return out
 
 

@@ -14,12 +14,14 @@ import grpc
 from core.aliases import AliasTable
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
-from core.errors import Code, GatewayError
+from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry
 from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
+from core.structured import add_instruction, is_strict, strict_events, validate_format
+from core.upstream.images import FETCH_OWNER
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
@@ -45,29 +47,33 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
         resolver: ModelResolver | None = None,
+        max_deadline: float | None = None,
     ) -> None:
+        # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
+        self.max_deadline = max_deadline
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
         self.request_log = request_log
         self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
 
-    def _admit(
+    async def _admit(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[License, str]:
         """Checks the call and rewrites `request.model` (and `max_mode`) to what will serve;
         returns the license and the model name the caller asked for."""
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
         validate_chat(request)
+        validate_format(request)
         served = self.resolver.resolve(request.model, request.max_mode)
         request.model = served.model
         if served.max_mode:
             request.max_mode = True
         self._resolve_variant(request)
         if request.model not in self.catalog and not self.router.pool.offered_anywhere(request.model):
-            shown = f"'{served.requested}'"
+            shown = f"'{echo(served.requested)}'"
             if served.via:
-                shown += f" (an alias of '{request.model}')"
+                shown += f" (an alias of '{echo(request.model)}')"
             raise GatewayError(
                 Code.ERROR_CODE_MODEL_NOT_FOUND,
                 f"The model {shown} does not exist or is not offered by any account.",
@@ -75,9 +81,11 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             )
         self.licenses.authorize(lic, request.model, served.via)
         self.resolver.check_max_mode(served, request.model, request.max_mode)
-        self.licenses.record_use(lic)
+        await self.licenses.use(lic)
+        FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        add_instruction(request)
         return lic, served.requested
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
@@ -89,11 +97,25 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         known = set(self.catalog).union(*(a.models or () for a in self.router.pool.all()))
         request.model = effort_variant(request.model, effort, known)
 
-    async def _events(
+    def _time_remaining(self, context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        remaining: float | None = context.time_remaining()
+        if self.max_deadline is None:
+            return remaining
+        return self.max_deadline if remaining is None else min(remaining, self.max_deadline)
+
+    def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        if is_strict(request):  # validated, and repaired once, by core.structured
+            return strict_events(request, lambda r: self._round(r, context))
+        return self._round(request, context)
+
+    async def _round(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """One upstream answer, shaped: stop sequences, max_tokens, usage and finish."""
         shaper = AnswerShaper(request)
-        upstream = self.router.stream(request, context.time_remaining())
+        upstream = self.router.stream(request, self._time_remaining(context))
         async with contextlib.aclosing(upstream):  # type: ignore[type-var]
             async for event in upstream:
                 for out in shaper.feed(event):
@@ -110,7 +132,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=True)
         requested = request.model
         try:
-            meter.license, requested = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
@@ -135,7 +157,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=False)
         requested = request.model
         try:
-            meter.license, requested = self._admit(request, context)
+            meter.license, requested = await self._admit(request, context)
             with self.licenses.slot(meter.license):
                 response = await aggregate(request, self._events(request, context), requested)
             meter.usage.CopyFrom(response.usage)

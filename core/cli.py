@@ -6,70 +6,49 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
-from core.config import load_settings
+from core.config import SupervisorSettings, load_settings
 from core.ide_token import TokenNotFound, default_db_path, read_token
 from core.secrets import new_license
-
-
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
-async def _wait_port(host: str, port: int, proc: asyncio.subprocess.Process, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while not _port_open(host, port):
-        if proc.returncode is not None:
-            raise SystemExit(f"cursorgate: {name} exited with code {proc.returncode} before it was ready")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"cursorgate: {name} did not open {host}:{port} within 60 s")
-        await asyncio.sleep(0.1)
-
-
-async def _spawn(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
+from core.supervisor import ChildSpec, Supervisor, grpc_probe, http_probe
 
 
 async def _run_all() -> int:
-    """Core and facade as two processes (plus the simulator when no Cursor token is set)."""
+    """Core and facade as two processes (plus the simulator when no Cursor token is set), kept
+    alive by the supervisor (core/supervisor.py)."""
     settings = load_settings()
     env = dict(os.environ)
-    procs: list[tuple[str, asyncio.subprocess.Process]] = []
+    specs: list[ChildSpec] = []
     notes: list[str] = []
     http_port = int(env.get("CURSORGATE_HTTP_PORT", "8000"))
     http_host = env.get("CURSORGATE_HTTP_HOST", "127.0.0.1")
-    try:
-        if settings.cursor_token is None:
-            from simulator.config import SimulatorSettings
+    if settings.cursor_token is None:
+        from simulator.config import SimulatorSettings
 
-            sim = SimulatorSettings()
-            env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
-            env["CURSOR_TOKEN"] = sim.demo_token()
-            env.setdefault("CURSORGATE_CLI_INSTALL_URL", f"http://{sim.host}:{sim.port}/install")
-            proc = await _spawn("simulator", env)
-            procs.append(("simulator", proc))
-            await _wait_port(sim.host, sim.port, proc, "simulator")
-            notes.append(
-                f"No CURSOR_TOKEN set: serving against the bundled Cursor simulator at "
-                f"http://{sim.host}:{sim.port} (answers are scripted, not real models)."
-            )
-        if not settings.licenses and settings.admin_key is None and "CURSORGATE_LICENSES" not in env:
-            key = new_license()
-            env["CURSORGATE_LICENSES"] = key
-            notes.append(f"No CURSORGATE_LICENSES set: generated a license for this run: {key}")
-        core = await _spawn("core", env)
-        procs.append(("core", core))
-        await _wait_port(settings.grpc_host, settings.grpc_port, core, "core")
-        facade = await _spawn("facade", env)
-        procs.append(("facade", facade))
-        await _wait_port(http_host, http_port, facade, "facade")
+        sim = SimulatorSettings()
+        env["CURSORGATE_UPSTREAM_URL"] = f"http://{sim.host}:{sim.port}"
+        env["CURSOR_TOKEN"] = sim.demo_token()
+        env.setdefault("CURSORGATE_CLI_INSTALL_URL", f"http://{sim.host}:{sim.port}/install")
+        specs.append(
+            ChildSpec("simulator", "simulator", partial(http_probe, f"http://{sim.host}:{sim.port}/"))
+        )
+        notes.append(
+            f"No CURSOR_TOKEN set: serving against the bundled Cursor simulator at "
+            f"http://{sim.host}:{sim.port} (answers are scripted, not real models)."
+        )
+    if not settings.licenses and settings.admin_key is None and "CURSORGATE_LICENSES" not in env:
+        key = new_license()
+        env["CURSORGATE_LICENSES"] = key
+        notes.append(f"No CURSORGATE_LICENSES set: generated a license for this run: {key}")
+    specs.append(ChildSpec("core", "core", partial(grpc_probe, settings.grpc_address)))
+    specs.append(
+        ChildSpec("facade", "facade", partial(http_probe, f"http://{http_host}:{http_port}/healthz"))
+    )
+
+    def ready() -> None:
         for note in notes:
             print(f"cursorgate: {note}", flush=True)
         print(
@@ -77,38 +56,8 @@ async def _run_all() -> int:
             f"(core gRPC on {settings.grpc_address}). Ctrl-C stops.",
             flush=True,
         )
-        return await _supervise(procs)
-    finally:
-        await _stop(procs)
 
-
-async def _supervise(procs: list[tuple[str, asyncio.subprocess.Process]]) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    waits = {asyncio.ensure_future(p.wait()): name for name, p in procs}
-    stopper = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    for fut in done:
-        if fut in waits:
-            code = fut.result()
-            print(f"cursorgate: {waits[fut]} exited with code {code}; stopping", file=sys.stderr)
-            return code or 1
-    return 0
-
-
-async def _stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> None:
-    for _, proc in reversed(procs):
-        if proc.returncode is None:
-            proc.terminate()
-    for _, proc in reversed(procs):
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    return await Supervisor(env, SupervisorSettings()).run(specs, ready)
 
 
 def _token_extract(db: Path | None, add: bool, label: str) -> int:
@@ -136,7 +85,11 @@ async def _add_account(token: str, label: str) -> int:
         return 2
     target = os.environ.get("CURSORGATE_CORE_ADDRESS") or settings.grpc_address
     metadata = (("authorization", f"Bearer {settings.admin_key.get_secret_value()}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
+    from core.grpc_tls import channel_credentials
+
+    tls = channel_credentials(settings)
+    channel_cm = grpc.aio.secure_channel(target, tls) if tls else grpc.aio.insecure_channel(target)
+    async with channel_cm as channel:
         try:
             account = await admin_pb2_grpc.AdminServiceStub(channel).AddAccount(
                 admin_pb2.AddAccountRequest(token=token, label=label or "from the Cursor IDE"),
@@ -203,3 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(asyncio.run(_run_all()))
     module = {"core": "core", "facade": "facade", "simulator": "simulator"}[args.command]
     os.execv(sys.executable, [sys.executable, "-m", module])  # noqa: S606 (our own interpreter)
+
+
+if __name__ == "__main__":
+    main()

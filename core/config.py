@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -27,6 +28,7 @@ DEFAULT_IDE_COMMIT = "2ba48ff3f7514cc4643c52ca9f7b3173d9b66130"
 DEFAULT_CLI_VERSION = "cli-2026.09.02-c22c1a3"
 DIALECTS = ("auto", "inference", "agent", "legacy")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cursorgate.db"
+MIN_ADMIN_KEY = 16
 
 
 class CoreSettings(BaseSettings):
@@ -45,12 +47,20 @@ class CoreSettings(BaseSettings):
     # Seals Cursor tokens, refresh tokens and API keys in the database (AES-256-GCM); at least 16
     # characters, random (e.g. `openssl rand -base64 32`). Rotate with `cursorgate secrets rotate`.
     secret_key: SecretStr | None = None
+    # Core refuses to start with an admin key shorter than MIN_ADMIN_KEY characters unless this
+    # is set (CURSORGATE_ALLOW_WEAK_ADMIN_KEY=1): the admin API hands out licenses and tokens.
+    allow_weak_admin_key: bool = False
 
     # Requests one license may have open at once (0: no limit); 429 above it.
     license_max_concurrent: int = 0
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # PEM files: CERT and KEY turn TLS on for the gRPC port; CA also requires client certificates
+    # signed by it (mutual TLS). The facade reads the same variables for its channel to core.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
 
     upstream_url: str = DEFAULT_UPSTREAM_URL
     # Cursor's auth endpoints (/oauth/token, /auth/poll, /auth/exchange_user_api_key); empty: upstream_url.
@@ -84,13 +94,21 @@ class CoreSettings(BaseSettings):
     upstream_idle_timeout: float = 60.0
     # Seconds to establish the upstream connection and receive the first frame.
     upstream_connect_timeout: float = 30.0
+    # Seconds one chat request may run at most: a gRPC caller's longer deadline (or none) is cut
+    # to this. The facade reads the same variable for the deadline it gives core.
+    request_timeout: float = Field(default=600.0, gt=0)
     # Attempts per request across accounts, for failures before the first byte.
     upstream_attempts: int = 3
     timezone: str = "UTC"
     ghost_mode: bool = True
 
     image_max_bytes: int = 8 * 1024 * 1024
+    # Seconds for a whole image fetch (every redirect and the last byte), not per read.
     image_fetch_timeout: float = 10.0
+    # Image fetches one license, and one host, may have open at once (others wait their turn
+    # within the fetch timeout).
+    image_fetch_per_license: int = 4
+    image_fetch_per_host: int = 8
     # Image URLs that resolve to private, loopback or link-local addresses are refused (SSRF);
     # allow them only when every caller is trusted.
     image_fetch_private: bool = False
@@ -107,6 +125,10 @@ class CoreSettings(BaseSettings):
     store_flush_interval: float = 0.5
     # Rows of the request log kept; older ones are deleted.
     request_log_max_rows: int = 10_000
+    # Responses API objects kept for `previous_response_id` and GET (`store: true`): at most this
+    # many (oldest go first), each for this many seconds (OpenAI keeps them 30 days).
+    response_store_max_rows: int = 10_000
+    response_store_ttl: float = 30 * 86_400.0
 
     @field_validator("upstream_dialect")
     @classmethod
@@ -165,3 +187,37 @@ def load_settings() -> CoreSettings:
         return CoreSettings()
     except ValidationError as err:
         raise SystemExit(f"cursorgate core: invalid configuration:\n{settings_problems(err)}") from None
+
+
+class SupervisorSettings(BaseSettings):
+    """`cursorgate run`'s restart policy (the supervisor only; the children ignore these)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CURSORGATE_", env_file=os.environ.get("CURSORGATE_ENV_FILE", ".env"), extra="ignore"
+    )
+
+    # Seconds before the first restart of a child that died; doubled for each further crash
+    # within the crash-loop window, up to restart_backoff_max.
+    restart_backoff: float = Field(default=0.5, ge=0)
+    restart_backoff_max: float = Field(default=30.0, ge=0)
+    # This many crashes of one child within crash_loop_window seconds end the run (exit 1).
+    crash_loop_crashes: int = Field(default=5, ge=1)
+    crash_loop_window: float = Field(default=60.0, gt=0)
+    # Seconds a (re)started child has to answer its readiness probe before it counts as crashed.
+    start_timeout: float = Field(default=60.0, gt=0)
+    # JSON file the supervisor keeps its children's state in (the facade's /healthz reads it);
+    # empty: a file in a private temporary directory, removed at exit.
+    supervisor_status_file: str = ""
+
+
+def admin_key_problem(settings: CoreSettings) -> str | None:
+    """Why core must not start with this admin key, if it must not."""
+    if settings.admin_key is None or settings.allow_weak_admin_key:
+        return None
+    if len(settings.admin_key.get_secret_value()) < MIN_ADMIN_KEY:
+        return (
+            f"CURSORGATE_ADMIN_KEY is shorter than {MIN_ADMIN_KEY} characters; use a long random key "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or set "
+            "CURSORGATE_ALLOW_WEAK_ADMIN_KEY=1 to start anyway."
+        )
+    return None

@@ -13,6 +13,7 @@ Code = errors_pb2.ErrorCode
 
 _STATUS: dict[int, grpc.StatusCode] = {
     Code.ERROR_CODE_INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.ERROR_CODE_REQUEST_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Code.ERROR_CODE_UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Code.ERROR_CODE_MODEL_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
     Code.ERROR_CODE_MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -20,13 +21,26 @@ _STATUS: dict[int, grpc.StatusCode] = {
     Code.ERROR_CODE_QUOTA_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Code.ERROR_CODE_UPSTREAM_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.ERROR_CODE_NO_ACCOUNT_AVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Code.ERROR_CODE_STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT: grpc.StatusCode.FAILED_PRECONDITION,
     Code.ERROR_CODE_UPSTREAM_AUTH: grpc.StatusCode.FAILED_PRECONDITION,
     Code.ERROR_CODE_UPSTREAM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     Code.ERROR_CODE_UPSTREAM_ERROR: grpc.StatusCode.INTERNAL,
     Code.ERROR_CODE_INTERNAL: grpc.StatusCode.INTERNAL,
     Code.ERROR_CODE_MAX_MODE_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
+    Code.ERROR_CODE_OUTPUT_INVALID: grpc.StatusCode.INTERNAL,
+    Code.ERROR_CODE_RESPONSE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
+
+
+# A status travels in HTTP/2 trailers, which gRPC caps (8 KiB by default); a longer message would
+# turn the answer into a local RESOURCE_EXHAUSTED (a 429 that SDKs retry forever).
+MAX_MESSAGE = 1000
+
+
+def echo(value: str, limit: int = 80) -> str:
+    """A caller's value, quoted back in a message: never all of it."""
+    return value if len(value) <= limit else value[:limit] + "…"
 
 
 class GatewayError(Exception):
@@ -40,10 +54,11 @@ class GatewayError(Exception):
         param: str = "",
         retry_after_ms: int = 0,
     ) -> None:
+        message = message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.code = code
         self.message = message
-        self.param = param
+        self.param = param[:200]
         self.retry_after_ms = retry_after_ms
 
     @property

@@ -2,14 +2,15 @@
 
 The registry is core's in-memory cache: loaded from the store at start, updated by the admin
 API, so the hot path never waits on the database. Usage counts reach the store through the
-journal (`on_use`).
+journal (`on_use`), except for licenses with a quota: those are charged in the store before the
+request is served (`charge`, core/store/quota.py), so a crash cannot forget them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from core.errors import Code, GatewayError
@@ -45,6 +46,7 @@ class License:
 
 
 UNAUTHENTICATED_MESSAGE = "Invalid or missing license. Pass it as 'Authorization: Bearer <license>'."
+QUOTA_MESSAGE = "This license's request quota is used up."
 SEED_NAME = "from CURSORGATE_LICENSES"
 
 
@@ -69,9 +71,12 @@ class LicenseRegistry:
         licenses: Iterable[License] = (),
         on_use: Callable[[License], None] | None = None,
         max_concurrent: int = 0,
+        charge: Callable[[License], Awaitable[bool]] | None = None,
     ) -> None:
         self._by_hash: dict[str, License] = {}
         self.on_use = on_use
+        # Durable counting for licenses with a quota: True when the use fits and is stored.
+        self.charge = charge
         # Requests one license may have open at once (0: no limit); counts live in this process.
         self.max_concurrent = max_concurrent
         self._in_flight: dict[str, int] = {}
@@ -119,7 +124,7 @@ class LicenseRegistry:
                 param="model",
             )
         if lic.request_quota is not None and lic.requests_used >= lic.request_quota:
-            raise GatewayError(Code.ERROR_CODE_QUOTA_EXCEEDED, "This license's request quota is used up.")
+            raise GatewayError(Code.ERROR_CODE_QUOTA_EXCEEDED, QUOTA_MESSAGE)
 
     @contextlib.contextmanager
     def slot(self, lic: License) -> Iterator[None]:
@@ -140,6 +145,14 @@ class LicenseRegistry:
                 self._in_flight[lic.id] = left
             else:
                 del self._in_flight[lic.id]
+
+    async def use(self, lic: License) -> None:
+        """Counts one admitted request before it is served: durably first when it has a quota."""
+        if lic.request_quota is not None and self.charge is not None:
+            if not await self.charge(lic):
+                raise GatewayError(Code.ERROR_CODE_QUOTA_EXCEEDED, QUOTA_MESSAGE)
+            return
+        self.record_use(lic)
 
     def record_use(self, lic: License) -> None:
         """Counts one admitted request (in memory now, in the store soon)."""

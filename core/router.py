@@ -17,6 +17,8 @@ log = logging.getLogger("cursorgate.router")
 
 # Pause before retrying after a transport failure (connection refused/reset, 503), times the attempt.
 RETRY_BACKOFF_S = 0.05
+# Failures one request causes by itself: they never touch the account's state.
+CALLER_FAULTS = frozenset({Failure.BAD_REQUEST, Failure.TOO_LARGE})
 
 
 class ChatUpstream(Protocol):
@@ -103,6 +105,8 @@ class Router:
     def _record(self, account: Account, err: UpstreamError) -> None:
         """What a failure means for the account. Only failures about the account itself change
         its state; one caused by the request or by the model never penalises it for everyone."""
+        if err.failure in CALLER_FAULTS:
+            return  # the request's fault, not the account's: nothing to hold against it
         if err.failure is Failure.AUTH:
             self.pool.disable(account, f"Cursor rejected the token: {err.message}")
         elif err.failure is Failure.ACCOUNT_BLOCKED:

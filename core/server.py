@@ -21,18 +21,32 @@ from core.auth.renewal import Renewer
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
+from core.grpc_guard import MalformedRequestGuard
+from core.grpc_tls import server_credentials, warn_if_exposed
 from core.licenses import LicenseRegistry, seed_license
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.resolve import ModelResolver
+from core.response_service import ResponseStoreService
 from core.router import Router
 from core.store import Journal, Store
+from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
+from core.store.responses import ResponseRepo
 from core.store.sync import sync_forever
 from core.upstream.client import CursorClient
 from core.upstream.discovery import Discovery
 from core.upstream.tokens import normalize_token
-from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
+from cursorgate.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    responses_pb2,
+    responses_pb2_grpc,
+)
 
 log = logging.getLogger("cursorgate.core")
 
@@ -40,6 +54,7 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    responses_pb2.DESCRIPTOR.services_by_name["ResponseStoreService"].full_name,
 )
 
 # Keepalive so idle facade connections survive proxies and dead peers are noticed.
@@ -69,7 +84,12 @@ class Core:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
-        port = self.server.add_insecure_port(self.settings.grpc_address)
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            port = self.server.add_insecure_port(self.settings.grpc_address)
+        else:
+            port = self.server.add_secure_port(self.settings.grpc_address, credentials)
+        warn_if_exposed(self.settings, tls=credentials is not None)
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -125,7 +145,10 @@ async def build(settings: CoreSettings) -> Core:
     await _seed(store, settings)
     journal = Journal(store, settings.store_flush_interval, settings.request_log_max_rows)
     licenses = LicenseRegistry(
-        await store.licenses(), on_use=journal.count_use, max_concurrent=settings.license_max_concurrent
+        await store.licenses(),
+        on_use=journal.count_use,
+        max_concurrent=settings.license_max_concurrent,
+        charge=QuotaLedger(store, journal).charge,
     )
     pool = AccountPool(await store.accounts(), listener=journal.account_changed)
     upstream = CursorClient(settings, pool)
@@ -139,8 +162,15 @@ async def build(settings: CoreSettings) -> Core:
         raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
     resolver = ModelResolver(pool, catalog, aliases)
     router = Router(pool, upstream, settings.upstream_attempts, renewer)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, resolver=resolver)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequestGuard()])
+    chat = ChatService(
+        licenses,
+        router,
+        catalog,
+        request_log=journal.log_request,
+        resolver=resolver,
+        max_deadline=settings.request_timeout,
+    )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(licenses, pool, catalog, resolver), server
@@ -148,6 +178,10 @@ async def build(settings: CoreSettings) -> Core:
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
+    responses = ResponseRepo(store.engine, settings.response_store_max_rows, settings.response_store_ttl)
+    responses_pb2_grpc.add_ResponseStoreServiceServicer_to_server(
+        ResponseStoreService(licenses, responses), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -9,6 +9,7 @@ import uvicorn
 
 from facade.app import create_app
 from facade.config import load_settings
+from facade.http_server import server_options
 
 # See core/__main__.py: grpcio's poller thread hands every event from core to the loop
 # through the GIL; don't let it wait CPython's default 5 ms when the loop is busy.
@@ -30,13 +31,12 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
-        http="httptools",
         # No per-request logging on the hot path; a reverse proxy can log requests.
         access_log=False,
         log_level=settings.log_level,
-        # Long generations stream for minutes; keep idle keep-alive connections a while too.
-        timeout_keep_alive=75,
         server_header=False,
+        # httptools with a header deadline, a connection cap, keep-alive (facade/http_server.py).
+        **server_options(settings),
     )
 
 

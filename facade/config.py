@@ -24,12 +24,34 @@ class FacadeSettings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     # host:port of core's gRPC server; empty means 127.0.0.1:<grpc_port>.
     core_address: str = ""
+    # TLS to core (PEM files, the same variables core reads): CA verifies core's certificate
+    # (system roots when unset); CERT and KEY are the facade's client certificate for mutual TLS.
+    # TLS is on when CA or CERT is set.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
     # Seconds; the gRPC deadline the facade gives core for one request.
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Set by `cursorgate run` for its children: its JSON status file, whose restart counts
+    # /healthz shows.
+    supervisor_status_file: str = ""
+    # Serve /docs (Swagger UI) and /redoc; both load their scripts from a public CDN.
+    api_docs: bool = False
+    # Failed authentications (401s to requests with credentials) one client address may have
+    # within `auth_failure_window` seconds; past it, its credentials get 429 for `auth_lockout`
+    # seconds. 0 turns the limit off.
+    # Slow clients: seconds for a request's headers to arrive, and for its whole body.
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    # Connections open at once (0: no cap); past it, new requests get 503 at once.
+    max_connections: int = Field(default=4096, ge=0)
+    auth_failure_limit: int = Field(default=30, ge=0)
+    auth_failure_window: float = Field(default=60.0, gt=0)
+    auth_lockout: float = Field(default=60.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import orjson
 from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2, models_pb2
+from facade.response_format import to_response_format
 from facade.schemas import ChatCompletionRequest, ChatMessage, TextPart
 
 ROLES: dict[str, chat_pb2.Role] = {
@@ -101,6 +102,21 @@ def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.Ch
         request.reasoning_effort = REASONING_EFFORTS[body.reasoning_effort]
     if body.max_mode is not None:
         request.max_mode = body.max_mode
+    fmt = body.response_format
+    if fmt is not None:
+        spec = fmt.json_schema
+        if fmt.type == "json_schema" and spec is not None:
+            request.response_format.CopyFrom(
+                to_response_format(
+                    "json_schema",
+                    name=spec.name,
+                    description=spec.description,
+                    schema=spec.schema_,
+                    strict=spec.strict,
+                )
+            )
+        else:
+            request.response_format.CopyFrom(to_response_format(fmt.type))
 
     sampling = request.sampling
     if body.temperature is not None:

@@ -1,10 +1,15 @@
-"""The one gRPC channel to core, its stubs, and the metadata each call forwards."""
+"""The one gRPC channel to core, its stubs, the state of the link, and the metadata each call forwards."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+
 import grpc
 
-from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc
+from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc, responses_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next
 # request; unlimited pings without data because a stream may stay quiet while a model thinks.
@@ -17,25 +22,94 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.primary_user_agent", "cursorgate-facade"),
+    # While core is away, try again every quarter second (gRPC's default backoff grows to 120 s):
+    # a refused connect costs nothing, and a restarted core is found at once.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 250),
+    # gRPC's name for the time one connection attempt may take (default 20 s). Calls are
+    # fail-fast (not wait-for-ready), so this bounds how long a request can wait for an
+    # unreachable core before it gets its 503.
+    ("grpc.min_reconnect_backoff_ms", 5000),
 ]
 
+log = logging.getLogger("facade.core")
+
+# How long core may be unreachable before /healthz says "down" rather than "reconnecting";
+# longer than a supervised restart takes (a couple of seconds).
+DOWN_AFTER_S = 10.0
+# How long a request waits for a link that is not ready before its call fails fast (503): a
+# request that arrives as core comes back is served, and one for an absent core does not hang.
+RECONNECT_WAIT_S = 1.0
+
 Metadata = tuple[tuple[str, str], ...]
+
+# Longest Authorization value forwarded: keys are ~50 characters, and gRPC caps all metadata at
+# 8 KiB (a longer header would fail the call locally, as RESOURCE_EXHAUSTED: a 429).
+MAX_AUTHORIZATION = 2048
 
 
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = (
+            grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.responses = responses_pb2_grpc.ResponseStoreServiceStub(self.channel)
+        # Monotonic time the link was last lost (or the client made); None while it is ready.
+        self.lost_at: float | None = time.monotonic()
+        self._watcher = asyncio.create_task(self._watch(), name="core-link")
 
     def state(self) -> str:
         """Channel connectivity, e.g. "ready", "idle", "transient_failure"."""
         return self.channel.get_state(try_to_connect=True).name.lower()
 
+    async def connected(self) -> None:
+        """Call before a call to core: returns at once while the link is up, else when it is up
+        again or after RECONNECT_WAIT_S (the call then fails fast with UNAVAILABLE)."""
+        if self.channel.get_state() == grpc.ChannelConnectivity.READY:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.channel.channel_ready(), RECONNECT_WAIT_S)
+
+    def link(self) -> str:
+        """The link for /healthz: up; reconnecting (unreachable for under DOWN_AFTER_S); down."""
+        if self.lost_at is None:
+            return "up"
+        return "reconnecting" if self.unreachable_for() < DOWN_AFTER_S else "down"
+
+    def unreachable_for(self) -> float:
+        return 0.0 if self.lost_at is None else time.monotonic() - self.lost_at
+
+    async def _watch(self) -> None:
+        """Follows the channel's state, and keeps it connecting while core is away, so the link is
+        back as soon as core is (not only when the next request arrives)."""
+        state = self.channel.get_state(try_to_connect=True)
+        failing = False
+        while True:
+            if state == grpc.ChannelConnectivity.READY:
+                if failing:
+                    log.warning("core is reachable again after %.1f s", self.unreachable_for())
+                self.lost_at, failing = None, False
+            else:
+                # IDLE also comes after a long quiet spell; only a failed attempt is worth a line.
+                if self.lost_at is None:
+                    self.lost_at = time.monotonic()
+                if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and not failing:
+                    log.warning("cannot reach core at %s; retrying", self.target)
+                    failing = True
+            await self.channel.wait_for_state_change(state)
+            state = self.channel.get_state(try_to_connect=True)
+
     async def close(self) -> None:
+        self._watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watcher
         await self.channel.close(grace=1.0)
 
 
@@ -50,7 +124,7 @@ def call_metadata(authorization: str | None, request_id: str) -> Metadata:
     A missing or unsendable Authorization header forwards nothing: core then answers
     UNAUTHENTICATED, so the caller gets the same 401 either way.
     """
-    if authorization and _valid_value(authorization):
+    if authorization and len(authorization) <= MAX_AUTHORIZATION and _valid_value(authorization):
         return (("authorization", authorization), ("x-request-id", request_id))
     return (("x-request-id", request_id),)
 

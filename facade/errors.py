@@ -62,6 +62,12 @@ class HttpError(NamedTuple):
     status: int
     type: str
     code: str | None
+    # Seconds for Retry-After when the failure carries no hint of its own (0: no header).
+    retry_after: int = 0
+
+
+# While core restarts (measured ~2 s under `cursorgate run`) callers are told to come back soon.
+CORE_RETRY_AFTER_S = 1
 
 
 # Core's typed ErrorCode -> HTTP answer. Types and codes follow what OpenAI itself sends:
@@ -73,6 +79,7 @@ class HttpError(NamedTuple):
 #   (rate_limit_exceeded vs insufficient_quota) so SDK retry logic can tell them apart.
 ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INVALID_REQUEST: HttpError(400, INVALID_REQUEST, None),
+    ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: HttpError(413, INVALID_REQUEST, "request_too_large"),
     ErrorCode.ERROR_CODE_UNAUTHENTICATED: HttpError(401, INVALID_REQUEST, "invalid_api_key"),
     ErrorCode.ERROR_CODE_MODEL_NOT_ALLOWED: HttpError(403, INVALID_REQUEST, "model_not_allowed"),
     ErrorCode.ERROR_CODE_MODEL_NOT_FOUND: HttpError(404, INVALID_REQUEST, "model_not_found"),
@@ -80,6 +87,7 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_QUOTA_EXCEEDED: HttpError(429, "insufficient_quota", "insufficient_quota"),
     ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE: HttpError(503, SERVER_ERROR, "upstream_unavailable"),
     ErrorCode.ERROR_CODE_NO_ACCOUNT_AVAILABLE: HttpError(503, SERVER_ERROR, "no_account_available"),
+    ErrorCode.ERROR_CODE_STORE_UNAVAILABLE: HttpError(503, SERVER_ERROR, "store_unavailable", 1),
     ErrorCode.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT: HttpError(502, SERVER_ERROR, "upstream_outdated_client"),
     ErrorCode.ERROR_CODE_UPSTREAM_AUTH: HttpError(502, SERVER_ERROR, "upstream_auth"),
     ErrorCode.ERROR_CODE_UPSTREAM_ERROR: HttpError(502, SERVER_ERROR, "upstream_error"),
@@ -87,14 +95,20 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_INTERNAL: HttpError(500, SERVER_ERROR, "internal_error"),
     # The caller can fix it (the message says how: a "-max" suffix or max_mode): a 400.
     ErrorCode.ERROR_CODE_MAX_MODE_REQUIRED: HttpError(400, INVALID_REQUEST, "max_mode_required"),
+    # The model could not be held to a strict response schema (one repair round was tried): the
+    # upstream's failure, like any answer that is not what was asked for.
+    ErrorCode.ERROR_CODE_OUTPUT_INVALID: HttpError(502, SERVER_ERROR, "output_schema_mismatch"),
+    ErrorCode.ERROR_CODE_RESPONSE_NOT_FOUND: HttpError(404, INVALID_REQUEST, "response_not_found"),
 }
 
 # A failure without ErrorInfo did not come from core's own logic (core down, deadline hit on
 # our side, a proxy in between): map by status code, with our own safe messages since the
-# status details may hold anything.
+# status details may hold anything. The statuses and messages are API-neutral; each API surface
+# renders them in its own error shape (`from_grpc_error` for OpenAI's).
 BARE_STATUS_TABLE: dict[grpc.StatusCode, tuple[HttpError, str]] = {
+    # Core is down or restarting: the request was not served, so retrying it is safe.
     grpc.StatusCode.UNAVAILABLE: (
-        HttpError(503, SERVER_ERROR, "core_unavailable"),
+        HttpError(503, SERVER_ERROR, "core_unavailable", CORE_RETRY_AFTER_S),
         "The gateway core is unavailable; try again shortly.",
     ),
     grpc.StatusCode.DEADLINE_EXCEEDED: (
@@ -116,7 +130,7 @@ BARE_STATUS_TABLE: dict[grpc.StatusCode, tuple[HttpError, str]] = {
     # The call was cancelled on the way (the link to core dropped it, or core shut down); the
     # request itself was fine, so it is worth retrying, not a server bug.
     grpc.StatusCode.CANCELLED: (
-        HttpError(503, SERVER_ERROR, "core_unavailable"),
+        HttpError(503, SERVER_ERROR, "core_unavailable", CORE_RETRY_AFTER_S),
         "The gateway core dropped the request; try again shortly.",
     ),
 }
@@ -127,6 +141,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
     401: "Incorrect or missing API key.",
     403: "This API key may not use this model.",
     404: "The model does not exist or you do not have access to it.",
+    413: "Request too large.",
     429: "Too many requests; retry later.",
     500: "The server had an error while processing your request.",
     502: "The upstream model provider returned an error.",
@@ -155,11 +170,18 @@ def error_info_from_metadata(
     return None
 
 
+def retry_headers(http: HttpError, retry_after_ms: int = 0) -> dict[str, str]:
+    """Retry-After (whole seconds, at least 1) for retryable answers: core's hint, else the table's."""
+    if http.status not in (429, 503):
+        return {}
+    if retry_after_ms > 0:
+        return {"Retry-After": str(max(1, math.ceil(retry_after_ms / 1000)))}
+    return {"Retry-After": str(http.retry_after)} if http.retry_after else {}
+
+
 def from_error_info(info: errors_pb2.ErrorInfo) -> OpenAIError:
     http = ERROR_TABLE.get(info.code, HttpError(500, SERVER_ERROR, None))
-    headers: dict[str, str] = {}
-    if http.status == 429 and info.retry_after_ms > 0:
-        headers["Retry-After"] = str(math.ceil(info.retry_after_ms / 1000))
+    headers = retry_headers(http, info.retry_after_ms)
     return OpenAIError(
         status=http.status,
         message=info.message or DEFAULT_MESSAGES.get(http.status, "Request failed."),
@@ -176,9 +198,13 @@ def from_grpc_error(error: grpc.aio.AioRpcError) -> OpenAIError:
         return from_error_info(info)
     http, message = BARE_STATUS_TABLE.get(error.code(), BARE_DEFAULT)
     if http.status >= 500:
-        # Never shown to the caller (may hold internals), but operators need it.
-        logger.warning("core call failed without ErrorInfo: %s %s", error.code().name, error.details())
-    return OpenAIError(status=http.status, message=message, type=http.type, code=http.code)
+        # Never shown to the caller (may hold internals), but operators need it. Core being
+        # away is logged once by the channel's watcher (core_client.py), not once per request.
+        level = logging.DEBUG if error.code() == grpc.StatusCode.UNAVAILABLE else logging.WARNING
+        logger.log(level, "core call failed without ErrorInfo: %s %s", error.code().name, error.details())
+    return OpenAIError(
+        status=http.status, message=message, type=http.type, code=http.code, headers=retry_headers(http)
+    )
 
 
 # --- request validation --------------------------------------------------------------------
@@ -261,7 +287,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail) if exc.detail else DEFAULT_MESSAGES.get(status, "Request failed.")
     kind = SERVER_ERROR if status >= 500 else INVALID_REQUEST
-    code = "request_too_large" if status == 413 else None
+    code = {413: "request_too_large", 408: "request_timeout"}.get(status)
     headers = dict(exc.headers) if exc.headers else None
     return OrjsonResponse(error_body(message, kind, None, code), status_code=status, headers=headers)
 
@@ -281,6 +307,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def payload_too_large() -> OpenAIError:
     return OpenAIError(413, "Request body too large.", code="request_too_large")
+
+
+def body_too_slow() -> OpenAIError:
+    return OpenAIError(408, "The request body did not arrive in time.", code="request_timeout")
 
 
 def _unencodable_path(value: Any, path: str) -> str | None:

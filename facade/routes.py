@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -88,6 +90,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     except UnicodeEncodeError:  # JSON can spell unpaired surrogates; protobuf strings cannot hold them
         raise invalid_unicode(body.model_dump(exclude_none=True)) from None
     headers = {"x-request-id": request_id}
+    await core.connected()
 
     if body.stream:
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
@@ -119,6 +122,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
 async def _list_models(request: Request) -> models_pb2.ListModelsResponse:
     request_id = request_id_from(request.headers.get("x-request-id"), new_completion_id())
     timeout = min(_settings(request).request_timeout, MODELS_TIMEOUT)
+    await _core(request).connected()
     try:
         return await _core(request).models.ListModels(
             models_pb2.ListModelsRequest(), metadata=_metadata(request, request_id), timeout=timeout
@@ -139,7 +143,7 @@ async def retrieve_model(model: str, request: Request) -> Response:
             return OrjsonResponse(model_object(candidate))
     raise OpenAIError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it.",
+        f"The model '{model[:100]}' does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
     )
@@ -148,6 +152,29 @@ async def retrieve_model(model: str, request: Request) -> Response:
 health_router = APIRouter()
 
 
-@health_router.get("/healthz", response_model=None, summary="Liveness, and the state of the channel to core")
+@health_router.get("/healthz", response_model=None, summary="Liveness, and the state of the link to core")
 async def healthz(request: Request) -> Response:
-    return OrjsonResponse({"status": "ok", "core": _core(request).state()})
+    """Always 200 while the facade runs. `core_link`: "up", "reconnecting" (unreachable for a few
+    seconds, e.g. restarting) or "down"; under `cursorgate run`, each process's restart count."""
+    core = _core(request)
+    body: dict[str, Any] = {"status": "ok", "core": core.state(), "core_link": core.link()}
+    if body["core_link"] != "up":
+        body["core_unreachable_s"] = round(core.unreachable_for(), 1)
+    supervised = _supervisor_status(_settings(request).supervisor_status_file)
+    if supervised is not None:
+        body["processes"] = supervised
+    return OrjsonResponse(body)
+
+
+def _supervisor_status(path: str) -> dict[str, Any] | None:
+    """Each child's state, restart count and last exit status (no pids: /healthz is public)."""
+    if not path:
+        return None
+    try:
+        children = json.loads(Path(path).read_text())["children"]
+        return {
+            name: {key: child.get(key) for key in ("state", "restarts", "last_exit", "last_exit_at")}
+            for name, child in children.items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # not written yet, or the supervisor is gone: report without it

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -129,6 +129,32 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class JSONSchemaSpec(_Model):
+    name: str
+    description: str | None = None
+    # `schema` would shadow a pydantic BaseModel attribute, hence the alias.
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_json_value(value)
+        return value
+
+
+class ResponseFormat(_Model):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("'json_schema' is required when type is 'json_schema'")
+        return self
+
+
 class ChatCompletionRequest(_Model):
     """The body of `POST /v1/chat/completions`."""
 
@@ -150,10 +176,10 @@ class ChatCompletionRequest(_Model):
     reasoning_effort: ReasoningEffort | None = None
     user: str | None = None
     n: int | None = Field(default=None, ge=1)
-    # Accepted for compatibility; the upstream has no structured-output switch.
-    response_format: dict[str, Any] | None = None
     # Extension: Cursor's Max mode (also asked for with a "-max" suffix on `model`).
     max_mode: bool | None = None
+    # Conveyed to core, which instructs the model and, under `strict`, validates (core/structured.py).
+    response_format: ResponseFormat | None = None
 
     @field_validator("n")
     @classmethod

@@ -43,7 +43,13 @@ DETAILS = {
 }
 
 
+# What connect servers (Cursor among them) answer a request over their size limit: no details.
+TOO_LARGE_MESSAGE = "message is larger than configured max 4194304"
+
+
 def cursor_error(kind: str, retry_after: float = 0.0) -> ConnectError:
+    if kind == "too_large":
+        return ConnectError(Code.RESOURCE_EXHAUSTED, TOO_LARGE_MESSAGE)
     code, error, title = ERRORS[kind]
     details = errors_pb2.ErrorDetails(
         error=error,  # type: ignore[arg-type]

@@ -54,6 +54,7 @@ def view_of(chat: chat_pb2.StreamUnifiedChatRequest) -> ChatView:
                 tool_calls=[
                     ViewToolCall(r.tool_call_id, r.tool_name, r.raw_args) for r in message.tool_results
                 ],
+                reasoning=message.thinking.text,
             )
         )
         if message.tool_results:

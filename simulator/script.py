@@ -9,13 +9,19 @@ on its own wire. Directives: a line `sim: key=value ...` in the last user messag
   error=KIND      end with a Cursor error: auth, expired, rate_limited, usage_limit, outdated,
                   bad_model, deprecated, internal, unavailable (HTTP 503 before any frame),
                   update_required, region, model_blocked, max_mode, account_closed, provider
+                  too_large (resource_exhausted "message is larger than configured max")
   after=N         frames sent before error/break/stall/malformed (default 0)
   retry_after=S   retry hint on rate_limited        break=1 / stall=1 / malformed=1: the fault
   args=stream|whole  how tool-call arguments arrive (default stream: several cumulative frames)
+  json=broken     under the gateway's JSON instruction, answer broken JSON (once: the repair
+                  request's last user message carries no directive); json=always_broken keeps
+                  doing so while any user message of the conversation says it; json=fenced wraps
+                  a conforming answer in a ```json code fence
 Without directives: thinking frames for -thinking models, then a reply containing the last user
 message verbatim; with tools offered and a tool named in the prompt, or its topic mentioned
 (`get_current_weather` for "weather"), or forced by the gateway's tool_choice instruction, a call to
-that tool with arguments built from its schema.
+that tool with arguments built from its schema. When the system context carries the gateway's JSON
+instruction (core/structured.py), the reply is JSON: an example of the schema, or an object.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from core import structured
 from core.upstream import instructions
 from simulator.view import ChatView, ViewToolResult
 
@@ -104,31 +111,74 @@ def forged_result(view: ChatView) -> ViewToolResult | None:
     return None
 
 
-def example_args(schema: dict[str, object]) -> dict[str, object]:
-    """Arguments that satisfy the schema's top level: every required property, typed."""
+def example_args(schema: dict[str, object], root: dict[str, object] | None = None) -> dict[str, object]:
+    """Arguments that satisfy the schema's top level: every required property, typed.
+
+    Local `$ref`s (`#/$defs/X`, as pydantic writes nested models) resolve against `root`."""
+    root = schema if root is None else root
     props = schema.get("properties")
     props = props if isinstance(props, dict) else {}
     required = schema.get("required")
     names = list(required) if isinstance(required, list) else list(props)
-    return {str(name): _example(props.get(name, {}), str(name)) for name in names}
+    return {str(name): _example(props.get(name, {}), str(name), root) for name in names}
 
 
-def _example(schema: object, name: str) -> object:
+def _resolve(schema: object, root: dict[str, object]) -> object:
+    for _ in range(8):  # refs to refs, but never a loop
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            return schema
+        target: object = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, dict) else {}
+        schema = target
+    return schema
+
+
+def _example(schema: object, name: str, root: dict[str, object]) -> object:
+    schema = _resolve(schema, root)
     if not isinstance(schema, dict):
         return f"sim-{name}"
+    if "const" in schema:
+        return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            typed = [o for o in options if _resolve(o, root) != {"type": "null"}]
+            return _example((typed or options)[0], name, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
-    return {
-        "integer": 1,
-        "number": 1.5,
-        "boolean": True,
-        "array": [],
-        "object": example_args(schema),
-        "null": None,
-    }.get(str(kind), f"sim-{name}")
+    if kind == "object" or (kind is None and "properties" in schema):
+        return example_args(schema, root)
+    if kind == "array":
+        low = schema.get("minItems")
+        count = low if isinstance(low, int) and 0 < low <= 8 else 0
+        return [_example(schema.get("items", {}), name, root) for _ in range(count)]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), f"sim-{name}")
+
+
+BROKEN_JSON = '```json\n{"answer": "unterminated\n```'
+
+
+def json_reply(view: ChatView, opts: dict[str, str], reply: str) -> str | None:
+    """The reply of a model that follows the gateway's JSON instruction, or None without one."""
+    context = view.system
+    start, end = context.find(structured.SCHEMA_OPEN), context.find(structured.SCHEMA_CLOSE)
+    if start >= 0 and end > start:
+        schema = json.loads(context[start + len(structured.SCHEMA_OPEN) : end])
+        value: object = _example(schema, "answer", schema) if isinstance(schema, dict) else {}
+    elif structured.JSON_OBJECT_INSTRUCTION in context:
+        value = {"answer": reply}
+    else:
+        return None
+    every_user = "\n".join(m.text for m in view.messages if m.role == "user")
+    if opts.get("json") == "broken" or directives(every_user).get("json") == "always_broken":
+        return BROKEN_JSON
+    text = json.dumps(value)
+    return f"```json\n{text}\n```" if opts.get("json") == "fenced" else text
 
 
 def chunks(text: str, n: int) -> list[str]:
@@ -208,6 +258,7 @@ def plan_for(view: ChatView, default_delay_ms: int = 0) -> Plan:
         reply = f"The tools answered: {shown}"
     else:
         reply = f"Simulated {model or 'model'} answer. You said: {visible}"
+    reply = json_reply(view, opts, reply) or reply
     n_chunks = int(opts.get("chunks", 6))
     if "chunk_chars" in opts:
         size = max(1, int(opts["chunk_chars"]))

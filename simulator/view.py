@@ -38,6 +38,8 @@ class ViewMessage:
     images: list[ViewImage] = field(default_factory=list)
     tool_calls: list[ViewToolCall] = field(default_factory=list)
     tool_results: list[ViewToolResult] = field(default_factory=list)
+    # An assistant message's reasoning, as the caller sent it back.
+    reasoning: str = ""
 
 
 @dataclass

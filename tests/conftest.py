@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,23 @@ def fresh_stack(tmp_path: Path, dialect: str) -> Iterator[Stack]:
     gateway = start_stack(tmp_path, dialect=dialect)
     yield gateway
     gateway.stop()
+
+
+# Suites that skip when their dependency is missing; a run that skipped them says so at its end.
+OPTIONAL_SUITES = {
+    "CURSORGATE_TEST_POSTGRES_URL": (
+        "PostgreSQL variants (set CURSORGATE_TEST_POSTGRES_URL; .ci/run starts a server)"
+    ),
+    "chromedriver": "admin page in a real browser (apt-get install chromium chromium-driver)",
+    "npm": "Node SDK clients (needs node and npm)",
+}
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = " ".join(str(getattr(report, "longrepr", "")) for report in skipped)
+    missing = [label for needle, label in OPTIONAL_SUITES.items() if needle in reasons]
+    if missing:
+        terminalreporter.write_sep("!", "suites skipped for a missing dependency", yellow=True)
+        for label in missing:
+            terminalreporter.write_line(f"SKIPPED SUITE: {label}")

@@ -51,6 +51,8 @@ STATUS_OF: dict[int, grpc.StatusCode] = {
     ErrorCode.ERROR_CODE_UPSTREAM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.ERROR_CODE_UPSTREAM_ERROR: grpc.StatusCode.INTERNAL,
     ErrorCode.ERROR_CODE_INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorCode.ERROR_CODE_OUTPUT_INVALID: grpc.StatusCode.INTERNAL,
+    ErrorCode.ERROR_CODE_RESPONSE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
 
 MODELS = [

@@ -97,3 +97,32 @@ def test_admin_page(admin_stack: Stack, browser: object) -> None:
     # The key survives a reload of the page within the tab (sessionStorage).
     browser.refresh()
     wait.until(ec.text_to_be_present_in_element((By.ID, "accounts"), "from the browser"))
+
+
+# Wraps fetch before the page's own script runs: the accounts listing answers 500, as it did
+# for every load once a crafted token was stored (issue 14, finding 4).
+FAIL_ACCOUNTS = """
+const realFetch = window.fetch.bind(window);
+window.fetch = (input, init) => String(input).endsWith("/api/accounts")
+  ? Promise.resolve(new Response(JSON.stringify({error: {message: "boom in core"}}), {status: 500}))
+  : realFetch(input, init);
+"""
+
+
+def test_sections_load_independently(admin_stack: Stack, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    assert admin_stack.admin("POST", "/licenses", {"name": "still-listed"}).status_code == 201
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAIL_ACCOUNTS})
+    wait = WebDriverWait(browser, 20)
+    browser.get(f"{admin_stack.root_url}/cursor/admin")
+    browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "licenses"), "still-listed"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "accounts-status"), "boom in core"))
+    assert browser.find_element(By.ID, "accounts-status").is_displayed()
+    assert not browser.find_element(By.ID, "licenses-status").is_displayed()

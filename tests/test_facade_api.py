@@ -378,6 +378,8 @@ ERROR_CASES = [
     ("upstream_error", 502, "server_error", "upstream_error", openai.InternalServerError),
     ("upstream_timeout", 504, "server_error", "upstream_timeout", openai.InternalServerError),
     ("internal", 500, "server_error", "internal_error", openai.InternalServerError),
+    ("output_invalid", 502, "server_error", "output_schema_mismatch", openai.InternalServerError),
+    ("response_not_found", 404, "invalid_request_error", "response_not_found", openai.NotFoundError),
 ]
 
 

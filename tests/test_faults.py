@@ -64,6 +64,7 @@ def assert_no_open_streams(stack: Stack) -> None:
         ("error=outdated", 502, "upstream_outdated_client"),
         ("error=bad_model", 404, "model_not_found"),
         ("error=internal", 502, "upstream_error"),
+        ("error=too_large", 413, "request_too_large"),
         ("break=1", 503, "upstream_unavailable"),
         ("stall=1", 503, "upstream_unavailable"),
     ],
@@ -119,6 +120,13 @@ def test_fault_mid_answer_non_stream(faulty: Stack, directive: str, status: int,
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert_no_open_streams(faulty)
+
+
+def test_size_refusal_does_not_cool_the_account(faulty: Stack) -> None:
+    """Cursor's "message is larger than configured max" is the request's fault (issue 14)."""
+    refused = call(faulty, "hello\nsim: error=too_large", stream=False)
+    assert refused.status_code == 413, refused.text
+    assert call(faulty, "hello again", stream=False).status_code == 200
 
 
 def test_deadline_propagates_to_upstream(faulty: Stack) -> None:

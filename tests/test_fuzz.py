@@ -2,7 +2,8 @@
 
 The real stack (simulator, core, facade) answers every generated request; the only things that
 count as failures are a 5xx, an answer slower than the hang bound, an error body that is not
-OpenAI's schema, or a 200 stream that does not end with `[DONE]`. Valid model names are mixed
+OpenAI's schema, or a 200 stream that does not end with `[DONE]` (on `/responses`: with
+`response.completed`, `incomplete` or `failed`). Valid model names are mixed
 in so that positive cases travel the whole path to the simulator and back.
 
 Then hypothesis property tests of core's converters, in process: build_request takes any valid
@@ -47,7 +48,7 @@ from core.upstream.legacy.request import (
     split_call_id,
     text_of,
 )
-from core.validate import validate_chat
+from core.validate import upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack
 
@@ -56,6 +57,9 @@ EXAMPLES = int(os.environ.get("CURSORGATE_FUZZ_EXAMPLES", "40"))
 HANG_SECONDS = 15.0
 MODELS = ["gpt-5.2", "claude-4.5-sonnet-thinking"]
 CHAT = "/cursor/v1/chat/completions"
+RESPONSES = "/cursor/v1/responses"
+# How a Responses API stream ends (it has no `[DONE]`).
+RESPONSES_END = {"event: response.completed", "event: response.incomplete", "event: response.failed"}
 
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -112,6 +116,15 @@ def check(stack: Stack, session: requests.Session, case: Case[Any]) -> schemathe
         assert set(error) == {"message", "type", "param", "code"}, response.text
         assert stack.license not in response.text and stack.token not in response.text
     elif response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
+        if case.path.endswith("/responses"):
+            events = [line for line in response.text.splitlines() if line.startswith("event: ")]
+            if response.stream_cut_short:
+                # schemathesis stops reading after 20 events; Responses streams have more (the
+                # elapsed time above already rules out a hang).
+                assert len(events) >= 20, f"stream cut short (timeout) for {where}"
+            else:
+                assert events and events[-1] in RESPONSES_END, f"stream without a terminal event for {where}"
+            return response
         assert not response.stream_cut_short, f"stream cut short (timeout) for {where}"
         lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
         assert lines and lines[-1] == "data: [DONE]", f"stream without [DONE] for {where}"
@@ -213,6 +226,41 @@ def test_chat_hostile_values(fuzzed: Stack, place: tuple[str | int, ...], value:
     assert response.status_code < 500, f"{response.status_code} {response.text[:300]} for {raw[:300]}"
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_responses(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, mode: GenerationMode
+) -> None:
+    strategy = operation(api, "POST", RESPONSES).as_strategy(generation_mode=mode)
+
+    @FUZZ_SETTINGS
+    @given(case=strategy, model=st.sampled_from([None, *MODELS]), stream=st.sampled_from([None, True]))
+    def run(case: Case[Any], model: str | None, stream: bool | None) -> None:
+        check(fuzzed, session, shape_chat(case, model, stream))
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/cursor/v1/responses/{response_id}"),
+        ("DELETE", "/cursor/v1/responses/{response_id}"),
+        ("GET", "/cursor/v1/responses/{response_id}/input_items"),
+    ],
+)
+def test_stored_responses(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, method: str, path: str
+) -> None:
+    strategy = operation(api, method, path).as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+    @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 4))
+    @given(case=strategy)
+    def run(case: Case[Any]) -> None:
+        check(fuzzed, session, case)
+
+    run()
 
 
 @pytest.mark.parametrize("path", ["/cursor/v1/models", "/cursor/v1/models/{model}"])
@@ -344,6 +392,8 @@ def test_build_request_converts_any_valid_request(request: chat_pb2.ChatRequest)
     images = FakeImages()
     out = asyncio.run(build_request(request, Environment(client_version="2.3.41"), images))
     out.SerializeToString()  # every field holds a value its type accepts
+    # The admission bound on the upstream size (issue 14) is an upper bound of what is built.
+    assert out.ByteSize() <= upstream_size_bound(request)
     chat = out.stream_unified_chat_request
     kept = [m for m in request.messages if m.role in (chat_pb2.ROLE_USER, chat_pb2.ROLE_ASSISTANT)]
     assert len(chat.conversation) == max(1, len(kept))

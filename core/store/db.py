@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,13 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+log = logging.getLogger("cursorgate.store")
+
+# The database holds Cursor tokens: only core's user may read it, its -wal and -shm alike
+# (SQLite gives those the main file's permissions).
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 def normalize_url(url: str) -> str:
@@ -30,7 +39,24 @@ def normalize_url(url: str) -> str:
 def _prepare_sqlite(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        make_private(Path(database).expanduser())
+
+
+def make_private(path: Path) -> None:
+    """Creates the database's directory 0700 and the file 0600 before SQLite opens it, and
+    tightens an existing file and its -wal/-shm. An existing directory is the operator's: it is
+    only warned about."""
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=PRIVATE_DIR)
+        directory.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask
+    elif directory.stat().st_mode & 0o077:
+        log.warning("the database directory %s is open to other users; chmod 700 it", directory)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(PRIVATE_FILE)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

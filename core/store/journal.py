@@ -1,5 +1,11 @@
 """Writes off the hot path: request log rows, license usage counts and account state changes
-are collected in memory and written in batches by one background task."""
+are collected in memory and written in batches by one background task.
+
+What a kill -9 of core can lose: request log rows and usage counts of licenses without a quota
+from the last `interval` (CURSORGATE_STORE_FLUSH_INTERVAL, 0.5 s). Account state changes wake the
+writer at once (a cool-down or a disabled token must not be forgotten), so only the few
+milliseconds of the write itself. Uses of licenses with a quota never pass through here: they
+are counted in the store before the request is served (core/store/quota.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ class Journal:
         self._dirty: dict[str, Account] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Set when something must not wait for the next interval.
+        self._soon = asyncio.Event()
 
     # Called on the hot path: no awaiting, no I/O.
 
@@ -43,6 +51,7 @@ class Journal:
 
     def account_changed(self, account: Account) -> None:
         self._dirty[account.id] = account
+        self._soon.set()
 
     def pending_usage(self, license_id: str) -> int:
         return self._usage.get(license_id, 0)
@@ -54,7 +63,9 @@ class Journal:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._soon.wait(), self.interval)
+            self._soon.clear()
             try:
                 await self.flush()
             except Exception as err:  # the next round retries; never kill the loop

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -124,6 +124,25 @@ class Store:
                     .where(LicenseRow.id == license_id)
                     .values(requests_used=LicenseRow.requests_used + n)
                 )
+
+    async def charge_license(self, license_id: str, pending: int) -> int | None:
+        """Counts one use if it fits the license's quota, in one conditional UPDATE (atomic, so
+        replicas cannot both take the last use). `pending`: uses not yet flushed by this process.
+        The new stored count, or None when the quota is used up (or the license is gone)."""
+        async with self._session.begin() as session:
+            used: int | None = await session.scalar(
+                update(LicenseRow)
+                .where(
+                    LicenseRow.id == license_id,
+                    or_(
+                        LicenseRow.request_quota.is_(None),
+                        LicenseRow.requests_used + pending < LicenseRow.request_quota,
+                    ),
+                )
+                .values(requests_used=LicenseRow.requests_used + 1)
+                .returning(LicenseRow.requests_used)
+            )
+            return used
 
     # --- accounts ---
 

@@ -89,3 +89,22 @@ class AliasRow(Base):
     # The target names, in order.
     targets: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ResponseRow(Base):
+    """A stored Responses API object (`store: true`): opaque JSON of the facade's, per license."""
+
+    __tablename__ = "responses"
+
+    # Insertion order: the oldest rows go first when the table is over its bound.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(100), unique=True)
+    license_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200), default="")
+    previous_response_id: Mapped[str] = mapped_column(String(100), default="")
+    response_json: Mapped[str] = mapped_column(Text)
+    items_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

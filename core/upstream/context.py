@@ -57,6 +57,8 @@ class UpstreamContext:
                 settings.image_max_bytes,
                 settings.image_fetch_timeout,
                 allow_private=settings.image_fetch_private,
+                per_owner=settings.image_fetch_per_license,
+                per_host=settings.image_fetch_per_host,
             ),
             gzip=FastGzip(),  # the default wire ("gzip,identity"), decompressed in C
         )

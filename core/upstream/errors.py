@@ -33,6 +33,8 @@ class Failure(enum.Enum):
     MODEL_BLOCKED = "model_blocked"
     # Cursor blocked or closed the account itself: disable it, try another.
     ACCOUNT_BLOCKED = "account_blocked"
+    # The request is over what Cursor accepts in one message: the caller's fault, like BAD_REQUEST.
+    TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     # Malformed frames or an answer we cannot read.
     PROTOCOL = "protocol"
@@ -51,6 +53,7 @@ _CODES = {
     Failure.REGION_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
     Failure.MODEL_BLOCKED: Code.ERROR_CODE_MODEL_NOT_ALLOWED,
     Failure.ACCOUNT_BLOCKED: Code.ERROR_CODE_UPSTREAM_AUTH,
+    Failure.TOO_LARGE: Code.ERROR_CODE_REQUEST_TOO_LARGE,
     Failure.TIMEOUT: Code.ERROR_CODE_UPSTREAM_TIMEOUT,
     Failure.PROTOCOL: Code.ERROR_CODE_UPSTREAM_ERROR,
     Failure.OTHER: Code.ERROR_CODE_UPSTREAM_ERROR,
@@ -161,6 +164,7 @@ _BY_CODE: dict[ConnectCode, Failure] = {
     ConnectCode.DEADLINE_EXCEEDED: Failure.TIMEOUT,
     ConnectCode.INVALID_ARGUMENT: Failure.BAD_REQUEST,
     ConnectCode.FAILED_PRECONDITION: Failure.BAD_REQUEST,
+    ConnectCode.OUT_OF_RANGE: Failure.BAD_REQUEST,
     ConnectCode.NOT_FOUND: Failure.BAD_MODEL,
     ConnectCode.INTERNAL: Failure.PROTOCOL,
     ConnectCode.UNKNOWN: Failure.OTHER,
@@ -181,6 +185,7 @@ _MESSAGES = {
     Failure.REGION_BLOCKED: "Cursor does not serve this model in the region of the accounts that offer it.",
     Failure.MODEL_BLOCKED: "Cursor blocks this model for the accounts that offer it.",
     Failure.ACCOUNT_BLOCKED: "Cursor blocked or closed the account.",
+    Failure.TOO_LARGE: "The request is larger than Cursor accepts; shorten it or send smaller images.",
     Failure.TIMEOUT: "Cursor timed out.",
     Failure.PROTOCOL: "Cursor's answer could not be read.",
     Failure.OTHER: "Cursor failed.",
@@ -226,6 +231,21 @@ def _by_text(*texts: str) -> Failure | None:
     return None
 
 
+# What Cursor (and connect servers) say when the request itself is the problem, whatever code
+# they pick: resource_exhausted "message is larger than configured max" reads like a rate limit,
+# but cooling accounts down for it would let one request take every account out for everyone.
+_TOO_LARGE_TEXTS = ("larger than configured max", "too large")
+
+
+def caller_fault(err: ConnectError) -> Failure | None:
+    """TOO_LARGE when the error says the request was too big (the caller's fault: no cooldown,
+    no failover), else None."""
+    text = err.message.lower()
+    if any(phrase in text for phrase in _TOO_LARGE_TEXTS):
+        return Failure.TOO_LARGE
+    return None
+
+
 def classify(err: ConnectError) -> UpstreamError:
     """A Connect error from Cursor (or from the transport) as a typed upstream failure."""
     details = error_details(err)
@@ -233,11 +253,13 @@ def classify(err: ConnectError) -> UpstreamError:
     if details is not None:
         failure = _by_text(details.details.title, details.details.detail, err.message)
         if failure is None:
-            failure = _BY_DETAIL.get(details.error)
+            failure = caller_fault(err) or _BY_DETAIL.get(details.error)
     elif err.code != ConnectCode.UNAVAILABLE:
         failure = _by_text(err.message)
     if failure is None and err.message.startswith(_LOCAL_PROTOCOL_FAILURES):
         failure = Failure.PROTOCOL
+    if failure is None:
+        failure = caller_fault(err)
     if failure is None:
         failure = _BY_CODE.get(err.code, Failure.OTHER)
     retry_after = 0.0

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 from facade.core_client import CoreClient, call_metadata, request_id_from
-from facade.errors import INVALID_REQUEST, SERVER_ERROR, OpenAIError
+from facade.errors import CORE_RETRY_AFTER_S, INVALID_REQUEST, SERVER_ERROR, OpenAIError
 from facade.responses import OrjsonResponse
 
 # AddAccount and RefreshAccount wait for Cursor's account endpoints.
@@ -53,7 +53,12 @@ def _grpc_error(error: grpc.aio.AioRpcError) -> OpenAIError:
         return OpenAIError(status, error.details() or "Request failed.", type=kind, code=code)
     if error.code() == grpc.StatusCode.UNAVAILABLE:
         return OpenAIError(
-            503, "The gateway core is unavailable; try again shortly.", SERVER_ERROR, None, "core_unavailable"
+            503,
+            "The gateway core is unavailable; try again shortly.",
+            SERVER_ERROR,
+            None,
+            "core_unavailable",
+            {"Retry-After": str(CORE_RETRY_AFTER_S)},
         )
     return OpenAIError(500, "The admin request failed in core.", SERVER_ERROR)
 
@@ -84,6 +89,8 @@ async def _call(
 ) -> Response:
     request_id = request_id_from(request.headers.get("x-request-id"), f"admin-{uuid.uuid4().hex}")
     metadata = call_metadata(request.headers.get("authorization"), request_id)
+    core: CoreClient = request.app.state.core
+    await core.connected()
     try:
         answer = await method(message, metadata=metadata, timeout=ADMIN_TIMEOUT)
     except grpc.aio.AioRpcError as error:

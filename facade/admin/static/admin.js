@@ -119,41 +119,52 @@ function renderAccounts(accounts) {
     body.appendChild(row);
   }
   for (const account of accounts) {
-    const row = el("tr");
-    row.dataset.accountId = account.id;
-    cell(row, account.label || account.id);
-    cell(row, account.token_masked);
-    const status = cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
-    status.appendChild(el("span", " " + (account.active_dialect || "?"), "muted dialect"));
-    cell(row, account.models_known ? String((account.models || []).length) : "?");
-    cell(row, usageSummary(account));
-    cell(row, account.last_error);
-    const details = detailsRow(account);
-    const actions = cell(row, "");
-    actions.appendChild(button("Details", () => { details.hidden = !details.hidden; }));
-    actions.appendChild(account.enabled
-      ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
-      : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
-    actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
-    actions.appendChild(button("Probe", () => action("Probe", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/probe"))));
-    const pin = el("select", undefined, "dialect-pin");
-    pin.title = "Cursor chat protocol for this account";
-    for (const name of ["auto", "inference", "agent", "legacy"]) {
-      const option = el("option", name);
-      option.value = name;
-      option.selected = (account.dialect || "auto") === name;
-      pin.appendChild(option);
+    try {
+      renderAccount(body, account);
+    } catch (err) {
+      const row = el("tr");
+      cell(row, (account && account.id) || "?");
+      cell(row, "This account could not be shown: " + err.message, "muted").colSpan = 6;
+      body.appendChild(row);
     }
-    pin.addEventListener("change", () => action("Dialect", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { dialect: pin.value })));
-    actions.appendChild(pin);
-    actions.appendChild(button("Remove", () => {
-      if (confirm("Remove account " + (account.label || account.id) + "?")) {
-        action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
-      }
-    }));
-    body.appendChild(row);
-    body.appendChild(details);
   }
+}
+
+function renderAccount(body, account) {
+  const row = el("tr");
+  row.dataset.accountId = account.id;
+  cell(row, account.label || account.id);
+  cell(row, account.token_masked);
+  const status = cell(row, el("span", account.status.replace("_", " "), "badge " + account.status));
+  status.appendChild(el("span", " " + (account.active_dialect || "?"), "muted dialect"));
+  cell(row, account.models_known ? String((account.models || []).length) : "?");
+  cell(row, usageSummary(account));
+  cell(row, account.last_error);
+  const details = detailsRow(account);
+  const actions = cell(row, "");
+  actions.appendChild(button("Details", () => { details.hidden = !details.hidden; }));
+  actions.appendChild(account.enabled
+    ? button("Disable", () => action("Disable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: false })))
+    : button("Enable", () => action("Enable", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { enabled: true }))));
+  actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/refresh"))));
+  actions.appendChild(button("Probe", () => action("Probe", () => api("POST", "/accounts/" + encodeURIComponent(account.id) + "/probe"))));
+  const pin = el("select", undefined, "dialect-pin");
+  pin.title = "Cursor chat protocol for this account";
+  for (const name of ["auto", "inference", "agent", "legacy"]) {
+    const option = el("option", name);
+    option.value = name;
+    option.selected = (account.dialect || "auto") === name;
+    pin.appendChild(option);
+  }
+  pin.addEventListener("change", () => action("Dialect", () => api("PATCH", "/accounts/" + encodeURIComponent(account.id), { dialect: pin.value })));
+  actions.appendChild(pin);
+  actions.appendChild(button("Remove", () => {
+    if (confirm("Remove account " + (account.label || account.id) + "?")) {
+      action("Remove", () => api("DELETE", "/accounts/" + encodeURIComponent(account.id)));
+    }
+  }));
+  body.appendChild(row);
+  body.appendChild(details);
 }
 
 // --- licenses ---
@@ -222,23 +233,44 @@ function renderRequests(requests) {
   }
 }
 
+// Each section loads and renders on its own: one that fails (a row core cannot render, a
+// timeout) says so in its own place and never hides the others.
+const SECTIONS = [
+  { id: "accounts", path: "/accounts", key: "accounts", render: renderAccounts },
+  { id: "licenses", path: "/licenses", key: "licenses", render: renderLicenses },
+  { id: "aliases", path: "/aliases", key: "aliases", render: renderAliases },
+  { id: "requests", path: "/requests?limit=100", key: "requests", render: renderRequests },
+];
+
+function sectionStatus(id, text) {
+  const node = $(id + "-status");
+  node.textContent = text;
+  node.hidden = !text;
+}
+
+async function loadSection(section) {
+  try {
+    const data = await api("GET", section.path);
+    section.render(data[section.key] || []);
+    sectionStatus(section.id, "");
+    return true;
+  } catch (err) {
+    sectionStatus(section.id, "Could not load: " + err.message);
+    return false;
+  }
+}
+
 async function loadAll() {
   if (!adminKey()) {
     setStatus("Enter the admin key to start.", false);
     return;
   }
-  try {
-    const [accounts, licenses, aliases, requests] = await Promise.all([
-      api("GET", "/accounts"), api("GET", "/licenses"), api("GET", "/aliases"), api("GET", "/requests?limit=100"),
-    ]);
-    renderAccounts(accounts.accounts || []);
-    renderLicenses(licenses.licenses || []);
-    renderAliases(aliases.aliases || []);
-    renderRequests(requests.requests || []);
-    document.body.dataset.loaded = "true";
+  const results = await Promise.all(SECTIONS.map(loadSection));
+  document.body.dataset.loaded = "true";
+  if (results.every(Boolean)) {
     if (!$("status").classList.contains("error")) setStatus("Connected. " + new Date().toLocaleTimeString(), false);
-  } catch (err) {
-    setStatus("Could not load: " + err.message, true);
+  } else {
+    setStatus(results.some(Boolean) ? "Some sections could not load; see each." : "Could not load; see each section.", true);
   }
 }
 

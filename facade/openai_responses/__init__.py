@@ -1,0 +1,1 @@
+"""The OpenAI Responses API (`/v1/responses`): protocol models, conversion, streaming, routes."""
