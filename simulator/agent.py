@@ -450,7 +450,13 @@ def _user_view(user: agent.UserMessage) -> ViewMessage | None:
 
 
 def _with(view: ChatView, message: ViewMessage | None) -> ChatView:
-    partial = ChatView(dialect=view.dialect, model=view.model, tools=view.tools, thinking=view.thinking)
+    partial = ChatView(
+        dialect=view.dialect,
+        model=view.model,
+        tools=view.tools,
+        thinking=view.thinking,
+        max_mode=view.max_mode,
+    )
     if message is not None:
         partial.messages.append(message)
     return partial
@@ -481,6 +487,7 @@ def _replay(view: ChatView, turn: agent.ConversationTurnStructure, blobs: dict[b
         view.messages.append(ViewMessage("user", user.text))
     assistant: ViewMessage | None = None
     results: list[ViewToolResult] = []
+    reasoning = ""  # a thinking step belongs to the assistant message that follows it
 
     def flush() -> None:
         nonlocal assistant, results
@@ -492,15 +499,20 @@ def _replay(view: ChatView, turn: agent.ConversationTurnStructure, blobs: dict[b
     for step_id in body.steps:
         step = agent.ConversationStep.FromString(blobs[step_id])
         kind = step.WhichOneof("message")
-        if kind == "assistant_message":
+        if kind == "thinking_message":
             flush()
-            assistant = ViewMessage("assistant", step.assistant_message.text)
+            reasoning, assistant = step.thinking_message.text, None
+        elif kind == "assistant_message":
+            flush()
+            assistant = ViewMessage("assistant", step.assistant_message.text, reasoning=reasoning)
             view.messages.append(assistant)
+            reasoning = ""
         elif kind == "tool_call" and step.tool_call.HasField("mcp_tool_call"):
             call = step.tool_call.mcp_tool_call
             if assistant is None:
-                assistant = ViewMessage("assistant")
+                assistant = ViewMessage("assistant", reasoning=reasoning)
                 view.messages.append(assistant)
+                reasoning = ""
             call_id = call.args.tool_call_id or step.tool_call.tool_call_id
             name = call.args.tool_name or call.args.name
             assistant.tool_calls.append(ViewToolCall(call_id, name, values.args_json(call.args.args)))
