@@ -41,6 +41,8 @@ MODE_ASK = 2
 # What the simulated model says after a handed-off tool call; the gateway must not pass it on.
 WIND_DOWN = "I handed the call to the client and will wait for its result."
 _END = object()
+# Cursor's message size limit (connect's default, TOO_LARGE_MESSAGE in simulator/errors.py).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def _update(**kwargs: Any) -> Server:
@@ -56,16 +58,21 @@ class _Peer:
         # Set once the Run has nothing left to wait for; until then the client ending its side
         # means it gave up, and the Run is cancelled as Cursor's would be.
         self.finished = False
+        self.error: ConnectError | None = None
         self._run_task = asyncio.current_task()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(requests))
 
     async def _read(self, requests: AsyncIterator[Client]) -> None:
         try:
-            # A reset request stream just ends the conversation.
+            # A reset request stream just ends the conversation; a refused message (over the size
+            # limit) is the Run's error.
             with contextlib.suppress(Exception):
-                async for message in requests:
-                    self._queue.put_nowait(message)
+                try:
+                    async for message in requests:
+                        self._queue.put_nowait(message)
+                except ConnectError as err:
+                    self.error = err
         finally:
             self._queue.put_nowait(_END)
             if not self.finished and self._run_task is not None:
@@ -88,6 +95,8 @@ class _Peer:
                 ) from None
             if message is _END:
                 self._queue.put_nowait(_END)
+                if self.error is not None:
+                    raise self.error
                 raise ConnectError(Code.CANCELED, f"the client closed the stream with {what} unanswered")
             if message.WhichOneof("message") == "client_heartbeat":
                 self.heartbeats += 1
@@ -205,6 +214,8 @@ class SimAgentService:
         first = await peer.next("the run request")
         if first.WhichOneof("message") != "run_request":
             raise ConnectError(Code.INVALID_ARGUMENT, "the first message of a Run must be run_request")
+        if first.ByteSize() > MAX_MESSAGE_BYTES:
+            raise cursor_error("too_large")  # what Cursor's connect server answers
         run = first.run_request
         try:
             token = self.checks.cli(ctx)

@@ -134,7 +134,9 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
             Mount(ai.path, ai),
         ]
     )
-    agent = AgentServiceASGIApplication(SimAgentService(settings, state))
+    # The Run reads whole messages and applies Cursor's 4 MiB limit itself: a server that stops
+    # reading mid-message leaves hypercorn's HTTP/2 stream half-read (see simulator/agent.py).
+    agent = AgentServiceASGIApplication(SimAgentService(settings, state), read_max_bytes=64 * 1024 * 1024)
     app.routes.append(Mount(agent.path, agent))
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
