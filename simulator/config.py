@@ -25,6 +25,11 @@ class SimulatorSettings(BaseSettings):
     port: int = 8790
     # Requests older than this client version get ERROR_OUTDATED_CLIENT, as Cursor does.
     min_client_version: str = "1.0.0"
+    # The agent RPCs' minimum CLI build (cli-YYYY.MM.DD-<hex>); older builds are outdated.
+    min_cli_version: str = "cli-2026.01.01-0000000"
+    # Seconds the agent Run waits for the client to answer an exec or KV request before it fails
+    # the stream loudly (a real Run would hang; a test must see an error instead).
+    agent_reply_timeout: float = 10.0
     # Default pacing of text frames, in milliseconds (0: as fast as possible).
     frame_delay_ms: int = 0
     log_level: str = "warning"

@@ -26,6 +26,9 @@ from simulator.view import ChatView
 JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # docs/cursor-protocol.md: 8 base64 characters of the obfuscated timestamp, then the machine id
 # (64 hex), optionally "/" and the mac machine id (64 hex).
+# The CLI's build string (agent-protocol.md §2.5); an IDE-style version looks like "3.18.9".
+CLI_VERSION = re.compile(r"^cli-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{7,40}$")
+IDE_VERSION = re.compile(r"^\d+\.\d+")
 CHECKSUM = re.compile(r"^[A-Za-z0-9+/_-]{8}[0-9a-f]{64}(/[0-9a-f]{64})?$")
 
 
@@ -68,6 +71,22 @@ class Checks:
             raise cursor_error("outdated")
         if not all(h.get(f"x-cursor-client-{k}") for k in ("os", "arch", "device-type", "commit")):
             raise ConnectError(Code.INVALID_ARGUMENT, "missing x-cursor-client-os/arch/device-type/commit")
+        return token
+
+    def cli(self, ctx: RequestContext[Any, Any]) -> str:
+        """The CLI profile (agent RPCs): client type cli, a cli-YYYY.MM.DD-<hex> build not older
+        than the minimum, no checksum. An IDE-style version from client type cli is outdated, as
+        agentn answers it (agent-protocol.md §2.6)."""
+        token = self.bearer(ctx)
+        if ctx.request_headers.get("x-cursor-client-type", "") != "cli":
+            raise ConnectError(Code.PERMISSION_DENIED, "this endpoint serves the cli client type only")
+        version = ctx.request_headers.get("x-cursor-client-version", "")
+        if not CLI_VERSION.match(version):
+            if IDE_VERSION.match(version):
+                raise cursor_error("outdated")
+            raise ConnectError(Code.PERMISSION_DENIED, "unknown client version")
+        if _version(version) < _version(self.settings.min_cli_version):
+            raise cursor_error("outdated")
         return token
 
 

@@ -172,13 +172,14 @@ def test_update_license_in_place(admin_stack: Stack) -> None:
 
     # Bad values are a 400 and change nothing.
     before = admin_stack.admin("GET", "/licenses").json()["licenses"]
-    for bad in (
+    bad_values: list[dict[str, object]] = [
         {"request_quota": -1},
         {"expires_at": "2001-01-01T00:00:00Z"},
         {"allowed_models": "gpt-5.2"},
         {"allowed_models": ["gpt-5.2"], "request_quota": -5},
         {"colour": "blue"},
-    ):
+    ]
+    for bad in bad_values:
         answer = admin_stack.admin("PATCH", path, bad)
         assert answer.status_code == 400, (bad, answer.text)
         assert set(answer.json()["error"]) == {"message", "type", "param", "code"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pyqwest
 
 from core.accounts import Account
-from core.config import CoreSettings
+from core.config import DEFAULT_UPSTREAM_URL, CoreSettings
 from core.upstream.compression import FastGzip
 from core.upstream.headers import ClientIdentity
 from core.upstream.images import ImageLoader
@@ -109,4 +109,8 @@ class UpstreamContext:
     def agent_url(self) -> str:
         if self.settings.agent_url:
             return self.settings.agent_url
+        if self.settings.upstream_url != DEFAULT_UPSTREAM_URL:
+            # Another upstream (the simulator, a proxy) is its own agent host: a host Cursor's
+            # GetServerConfig names is for Cursor's own api2 only.
+            return self.settings.agent_base_url
         return self.discovered_agent_url or self.settings.agent_base_url
