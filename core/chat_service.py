@@ -15,6 +15,7 @@ from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
+from core.metrics import CoreMetrics
 from core.router import Router
 from core.secrets import bearer
 from core.store.meter import Meter, RequestSink
@@ -42,11 +43,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         router: Router,
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
+        metrics: CoreMetrics | None = None,
     ) -> None:
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
         self.request_log = request_log
+        self.metrics = metrics
 
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
@@ -91,7 +94,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
-        meter = Meter(self.request_log, stream=True)
+        meter = Meter(self.request_log, stream=True, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)
             with self.licenses.slot(meter.license):
@@ -115,7 +118,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
-        meter = Meter(self.request_log, stream=False)
+        meter = Meter(self.request_log, stream=False, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)
             with self.licenses.slot(meter.license):

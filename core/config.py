@@ -82,6 +82,12 @@ class CoreSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Prometheus `/metrics` on its own HTTP port (0: off); bound to grpc_host.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Seconds that calls in flight get to finish after SIGTERM (health is NOT_SERVING at once and
+    # new calls are refused); then the rest are cancelled and the process exits.
+    drain_timeout: float = Field(default=30.0, ge=0)
+
     # Persistence (core only): SQLite file by default, postgresql+asyncpg://... for replicas.
     database_url: str = DEFAULT_DATABASE_URL
     # Seconds between scheduled refreshes of every account's details (models, usage, plan).

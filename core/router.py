@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from core.accounts import Account, AccountPool
@@ -26,10 +26,18 @@ class ChatUpstream(Protocol):
 
 
 class Router:
-    def __init__(self, pool: AccountPool, upstream: ChatUpstream, attempts: int) -> None:
+    def __init__(
+        self,
+        pool: AccountPool,
+        upstream: ChatUpstream,
+        attempts: int,
+        on_failure: Callable[[Failure], None] | None = None,
+    ) -> None:
         self.pool = pool
         self.upstream = upstream
         self.attempts = max(1, attempts)
+        # Told of every failed attempt (the upstream error metric).
+        self.on_failure = on_failure
 
     async def stream(
         self, request: chat_pb2.ChatRequest, time_remaining: float | None
@@ -81,6 +89,8 @@ class Router:
     def _record(self, account: Account, err: UpstreamError) -> None:
         """What a failure means for the account. Only failures about the account itself change
         its state; one caused by the request or by the model never penalises it for everyone."""
+        if self.on_failure is not None:
+            self.on_failure(err.failure)
         if err.failure is Failure.AUTH:
             self.pool.disable(account, f"Cursor rejected the token: {err.message}")
         elif err.failure is Failure.ACCOUNT_BLOCKED:

@@ -19,6 +19,7 @@ from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
 from core.licenses import LicenseRegistry, seed_license
+from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.router import Router
@@ -45,6 +46,10 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Clients reconnect now and then, so facades balancing over DNS (deploy/k8s) find replicas
+    # added since; the grace outlasts the longest request (CURSORGATE_REQUEST_TIMEOUT, 600 s).
+    ("grpc.max_connection_age_ms", 600_000),
+    ("grpc.max_connection_age_grace_ms", 900_000),
 ]
 
 
@@ -60,11 +65,18 @@ class Core:
     journal: Journal
     refresher: Refresher
     discovery: Discovery
+    metrics: CoreMetrics
+    metrics_server: MetricsServer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
         port = self.server.add_insecure_port(self.settings.grpc_address)
         await self.server.start()
+        if self.settings.metrics_port:
+            self.metrics_server = MetricsServer(
+                self.metrics, self.settings.grpc_host, self.settings.metrics_port
+            )
+            self.metrics_server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.journal.start()
@@ -78,8 +90,13 @@ class Core:
         return port
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Drain, then close: health goes NOT_SERVING, new calls are refused (UNAVAILABLE, which
+        callers retry elsewhere), calls in flight get `grace` seconds to finish, then the rest are
+        cancelled, which closes their upstream streams."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            await self.metrics_server.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -117,9 +134,10 @@ async def build(settings: CoreSettings) -> Core:
     upstream = CursorClient(settings, pool)
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
-    router = Router(pool, upstream, settings.upstream_attempts)
+    metrics = CoreMetrics(pool)
+    router = Router(pool, upstream, settings.upstream_attempts, on_failure=metrics.record_upstream_error)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request)
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, metrics=metrics)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -132,7 +150,17 @@ async def build(settings: CoreSettings) -> Core:
     )
     discovery = Discovery(upstream.ctx, pool)
     return Core(
-        settings, licenses, pool, upstream, server, health_servicer, store, journal, refresher, discovery
+        settings,
+        licenses,
+        pool,
+        upstream,
+        server,
+        health_servicer,
+        store,
+        journal,
+        refresher,
+        discovery,
+        metrics,
     )
 
 
@@ -153,5 +181,6 @@ async def serve(settings: CoreSettings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("core stopping")
-    await core.stop()
+    log.info("core draining (up to %.0f s for calls in flight)", settings.drain_timeout)
+    await core.stop(settings.drain_timeout)
+    log.info("core stopped")

@@ -11,8 +11,10 @@ from starlette.middleware.cors import CORSMiddleware
 from facade.admin import router as admin_router
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
+from facade.drain import Drain, DrainMiddleware, readiness_router
 from facade.errors import install_error_handlers
 from facade.limits import BodySizeLimitMiddleware
+from facade.metrics import FacadeMetrics, MetricsMiddleware, metrics_router
 from facade.responses import OrjsonResponse
 from facade.routes import health_router, router
 
@@ -42,15 +44,22 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
+    app.state.drain = Drain()
+    app.state.metrics = FacadeMetrics()
     install_error_handlers(app)
     for prefix in API_PREFIXES:
         app.include_router(router, prefix=prefix, tags=["openai"])
     app.include_router(health_router, tags=["health"])
+    app.include_router(readiness_router, tags=["health"])
+    app.include_router(metrics_router)
     app.include_router(admin_router)  # /cursor/admin: page and JSON API over core's AdminService
 
     # add_middleware puts each new one outside the previous: the size limit is checked
-    # before routing, and CORS (outermost) still decorates its 413.
+    # before routing, a draining process refuses before that, the metrics see every answer
+    # (503s of the drain included), and CORS (outermost) still decorates them all.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

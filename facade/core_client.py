@@ -17,6 +17,9 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.primary_user_agent", "cursorgate-facade"),
+    # Balance calls over every address the target resolves to (a `dns:///` name of several core
+    # replicas, as deploy/k8s does); one address behaves as before.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 Metadata = tuple[tuple[str, str], ...]

@@ -157,6 +157,8 @@ def start_stack(
         "CURSOR_TOKEN": token,
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
         "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
+        # Off unless a test asks for it: stacks run side by side and would race for port 9464.
+        "CURSORGATE_METRICS_PORT": "0",
         **(env_extra or {}),
     }
     stack = Stack(
