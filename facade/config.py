@@ -30,6 +30,13 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # Seconds of silence on an event stream before an SSE keep-alive goes out (a comment line on
+    # the OpenAI surfaces, an `event: ping` on Anthropic's), so proxies keep a thinking model's
+    # stream open; 0 turns them off.
+    sse_keepalive_s: float = Field(default=15.0, ge=0)
+    # Seconds that requests in flight get to finish after SIGTERM while new ones are refused with
+    # a retryable 503 and /readyz answers 503; then the process exits.
+    drain_timeout: float = Field(default=30.0, ge=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -93,7 +93,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
         chunks = ChunkStream(completion_id=completion_id, model=body.model, include_usage=body.include_usage)
         try:
-            return await open_stream(call, chunks, request.receive, headers)
+            return await open_stream(
+                call, chunks, request.receive, headers, _settings(request).sse_keepalive_s
+            )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
 
