@@ -13,6 +13,7 @@ import grpc
 
 from core.answer import AnswerShaper
 from core.catalog import ModelInfo, effort_variant
+from core.drain import CallGate
 from core.errors import Code, GatewayError
 from core.licenses import License, LicenseRegistry
 from core.metrics import CoreMetrics
@@ -44,12 +45,15 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         catalog: dict[str, ModelInfo],
         request_log: RequestSink | None = None,
         metrics: CoreMetrics | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.licenses = licenses
         self.router = router
         self.catalog = catalog
         self.request_log = request_log
         self.metrics = metrics
+        # Counts calls in flight and refuses new ones while core drains (core/drain.py).
+        self.gate = gate if gate is not None else CallGate()
 
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
@@ -94,6 +98,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
+        await self.gate.admit(context)
         meter = Meter(self.request_log, stream=True, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)
@@ -118,6 +123,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
+        await self.gate.admit(context)
         meter = Meter(self.request_log, stream=False, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)

@@ -18,6 +18,7 @@ from core.admin_service import AdminService, Backoffice
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
+from core.drain import CallGate
 from core.licenses import LicenseRegistry, seed_license
 from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
@@ -53,6 +54,10 @@ SERVER_OPTIONS = [
 ]
 
 
+# Seconds the gRPC server gives calls after the drain (the drain already waited for them).
+STOP_GRACE_S = 1.0
+
+
 @dataclass
 class Core:
     settings: CoreSettings
@@ -66,6 +71,7 @@ class Core:
     refresher: Refresher
     discovery: Discovery
     metrics: CoreMetrics
+    gate: CallGate
     metrics_server: MetricsServer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -90,11 +96,18 @@ class Core:
         return port
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Drain, then close: health goes NOT_SERVING, new calls are refused (UNAVAILABLE, which
-        callers retry elsewhere), calls in flight get `grace` seconds to finish, then the rest are
-        cancelled, which closes their upstream streams."""
+        """Drain, then close: health goes NOT_SERVING and new chat calls are refused (a bare
+        UNAVAILABLE, which callers retry elsewhere) while those in flight get `grace` seconds to
+        finish; then the server stops, cancelling what is left, which closes their upstream
+        streams."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        self.gate.closed = True
+        try:
+            async with asyncio.timeout(grace):
+                await self.gate.wait_idle()
+        except TimeoutError:
+            log.warning("drain timeout: cancelling %d call(s) still in flight", self.gate.in_flight)
+        await self.server.stop(STOP_GRACE_S)
         if self.metrics_server is not None:
             await self.metrics_server.aclose()
         for task in self._tasks:
@@ -137,7 +150,8 @@ async def build(settings: CoreSettings) -> Core:
     metrics = CoreMetrics(pool)
     router = Router(pool, upstream, settings.upstream_attempts, on_failure=metrics.record_upstream_error)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, metrics=metrics)
+    gate = CallGate()
+    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, metrics=metrics, gate=gate)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -161,6 +175,7 @@ async def build(settings: CoreSettings) -> Core:
         refresher,
         discovery,
         metrics,
+        gate,
     )
 
 

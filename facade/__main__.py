@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
 from facade.app import create_app
 from facade.config import load_settings
+from facade.drain import Drain
 
 # See core/__main__.py: grpcio's poller thread hands every event from core to the loop
 # through the GIL; don't let it wait CPython's default 5 ms when the loop is busy.
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+# Seconds uvicorn itself waits for connections after the drain, before it cancels what is left.
+SHUTDOWN_GRACE_S = 1
+
+log = logging.getLogger("cursorgate.facade")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain before its own shutdown: on the first SIGTERM/SIGINT the app turns
+    not-ready and refuses new requests (503) while those in flight finish, up to `timeout`
+    seconds; then uvicorn stops listening and exits. A second signal stops at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, timeout: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.drain_timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain.draining or self._loop is None or self.drain_timeout <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)  # uvicorn re-raises it after its shutdown
+        self.drain.draining = True
+        # A signal handler runs between two bytecodes of the loop's thread: schedule, don't run.
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drainer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        log.info("draining: %d request(s) in flight, up to %.0f s", self.drain.in_flight, self.drain_timeout)
+        try:
+            async with asyncio.timeout(self.drain_timeout):
+                await self.drain.wait_idle()
+        except TimeoutError:
+            log.warning("drain timeout: %d request(s) still in flight are cut", self.drain.in_flight)
+        self.should_exit = True
 
 
 def main() -> None:
@@ -25,8 +73,9 @@ def main() -> None:
         f"(core gRPC at {settings.core_target})",
         flush=True,
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
@@ -37,7 +86,9 @@ def main() -> None:
         # Long generations stream for minutes; keep idle keep-alive connections a while too.
         timeout_keep_alive=75,
         server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
+    DrainingServer(config, app.state.drain, settings.drain_timeout).run()
 
 
 if __name__ == "__main__":

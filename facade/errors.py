@@ -118,6 +118,8 @@ BARE_STATUS_TABLE: dict[grpc.StatusCode, tuple[HttpError, str]] = {
         "The gateway core dropped the request; try again shortly.",
     ),
 }
+# Seconds a caller should wait after a bare 503 from core (Retry-After).
+CORE_RETRY_AFTER_S = 1
 BARE_DEFAULT = (HttpError(500, SERVER_ERROR, None), "The server had an error while processing your request.")
 
 DEFAULT_MESSAGES: dict[int, str] = {
@@ -176,7 +178,9 @@ def from_grpc_error(error: grpc.aio.AioRpcError) -> OpenAIError:
     if http.status >= 500:
         # Never shown to the caller (may hold internals), but operators need it.
         logger.warning("core call failed without ErrorInfo: %s %s", error.code().name, error.details())
-    return OpenAIError(status=http.status, message=message, type=http.type, code=http.code)
+    # Core unreachable, restarting or draining: another replica usually answers at once.
+    headers = {"Retry-After": str(CORE_RETRY_AFTER_S)} if http.status == 503 else {}
+    return OpenAIError(status=http.status, message=message, type=http.type, code=http.code, headers=headers)
 
 
 # --- request validation --------------------------------------------------------------------
