@@ -29,7 +29,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One channel per process: HTTP/2 multiplexes every request over it.
-        core = CoreClient(settings.core_target)
+        core = CoreClient(settings.core_target, settings.core_lb_policy)
         app.state.core = core
         try:
             yield

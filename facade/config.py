@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +24,10 @@ class FacadeSettings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     # host:port of core's gRPC server; empty means 127.0.0.1:<grpc_port>.
     core_address: str = ""
+    # gRPC load balancing over the addresses core_address resolves to: pick_first (one core, or a
+    # proxy in front: a restarted core is waited for) or round_robin (a `dns:///` name of several
+    # core replicas, as deploy/k8s does: calls spread over all, a missing one is skipped).
+    core_lb_policy: Literal["pick_first", "round_robin"] = "pick_first"
     # Seconds; the gRPC deadline the facade gives core for one request.
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)

@@ -17,9 +17,6 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.primary_user_agent", "cursorgate-facade"),
-    # Balance calls over every address the target resolves to (a `dns:///` name of several core
-    # replicas, as deploy/k8s does); one address behaves as before.
-    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 Metadata = tuple[tuple[str, str], ...]
@@ -28,9 +25,10 @@ Metadata = tuple[tuple[str, str], ...]
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, lb_policy: str = "pick_first") -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", lb_policy)]
+        self.channel = grpc.aio.insecure_channel(target, options=options)
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
