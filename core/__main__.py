@@ -7,6 +7,7 @@ import logging
 import sys
 
 from core.config import CoreSettings
+from core.logs import configure_logging
 from core.server import serve
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
@@ -21,9 +22,7 @@ QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 def main() -> None:
     settings = CoreSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     # These log SQL parameters at DEBUG, account tokens among them: never below WARNING.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.logs import LogFormat
+
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
 DEFAULT_CLIENT_VERSION = "2.3.41"
@@ -81,6 +83,8 @@ class CoreSettings(BaseSettings):
     image_fetch_private: bool = False
 
     log_level: str = "INFO"
+    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    log_format: LogFormat = "text"
 
     # Prometheus `/metrics` on its own HTTP port (0: off); bound to grpc_host.
     metrics_port: int = Field(default=9464, ge=0, le=65535)

@@ -20,6 +20,7 @@ from core.chat_service import ChatService
 from core.config import CoreSettings
 from core.drain import CallGate
 from core.licenses import LicenseRegistry, seed_license
+from core.logs import RequestIdInterceptor
 from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
@@ -149,7 +150,9 @@ async def build(settings: CoreSettings) -> Core:
     catalog = seed_catalog()
     metrics = CoreMetrics(pool)
     router = Router(pool, upstream, settings.upstream_attempts, on_failure=metrics.record_upstream_error)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    # The request-id interceptor costs a coroutine per call: only where JSON logs use it.
+    interceptors = [RequestIdInterceptor()] if settings.log_format == "json" else []
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     gate = CallGate()
     chat = ChatService(licenses, router, catalog, request_log=journal.log_request, metrics=metrics, gate=gate)
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)

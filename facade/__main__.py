@@ -9,7 +9,9 @@ import sys
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
+from core.logs import configure_logging
 from facade.app import create_app
 from facade.config import load_settings
 from facade.drain import Drain
@@ -67,12 +69,16 @@ def main() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = load_settings()
     level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(
+    configure_logging(level, settings.log_format)
+    banner = (
         f"cursorgate facade: listening on http://{settings.http_host}:{settings.http_port}/cursor/v1 "
-        f"(core gRPC at {settings.core_target})",
-        flush=True,
+        f"(core gRPC at {settings.core_target})"
     )
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        log.info("%s", banner)  # every line of a JSON log is JSON
+    else:
+        print(banner, flush=True)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -87,6 +93,8 @@ def main() -> None:
         timeout_keep_alive=75,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        # JSON logs: uvicorn's own loggers propagate to our root handler instead of its format.
+        log_config=None if json_logs else LOGGING_CONFIG,
     )
     DrainingServer(config, app.state.drain, settings.drain_timeout).run()
 

@@ -34,6 +34,8 @@ class FacadeSettings(BaseSettings):
     # Comma-separated; empty leaves CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    log_format: Literal["text", "json"] = "text"
     # Seconds of silence on an event stream before an SSE keep-alive goes out (a comment line on
     # the OpenAI surfaces, an `event: ping` on Anthropic's), so proxies keep a thinking model's
     # stream open; 0 turns them off.

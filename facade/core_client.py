@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from core.logs import REQUEST_ID
 from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next
@@ -57,7 +58,10 @@ def call_metadata(authorization: str | None, request_id: str) -> Metadata:
 
 
 def request_id_from(header: str | None, fallback: str) -> str:
-    """The caller's X-Request-ID when usable (so logs of both layers line up), else ours."""
-    if header and len(header) <= 200 and _valid_value(header):
-        return header
-    return fallback
+    """The caller's X-Request-ID when usable (so logs of both layers line up), else ours.
+
+    Also the request's id for its log lines from here on (REQUEST_ID, read by JSON logs).
+    """
+    request_id = header if header and len(header) <= 200 and _valid_value(header) else fallback
+    REQUEST_ID.set(request_id)
+    return request_id
