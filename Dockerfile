@@ -29,9 +29,10 @@ COPY pyproject.toml README.md ./
 COPY core/ core/
 COPY facade/ facade/
 COPY simulator/ simulator/
-# The runtime venv: the project (with gen/ inside its wheel) and the PostgreSQL driver.
+# The runtime venv: the project (with gen/ inside its wheel), the PostgreSQL driver, and
+# OpenTelemetry (on only when OTEL_EXPORTER_OTLP_ENDPOINT is set).
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install '.[postgres]'
+ && /opt/venv/bin/pip install '.[postgres,otel]'
 
 
 FROM python:3.11.14-slim-bookworm AS runtime

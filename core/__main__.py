@@ -9,6 +9,7 @@ import sys
 from core.config import CoreSettings
 from core.logs import configure_logging
 from core.server import serve
+from core.tracing import setup_core_tracing
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
 # default: 5 ms). Every upstream chunk reaches the event loop from a pyqwest (tokio) thread,
@@ -33,6 +34,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         pass
+    setup_core_tracing()
     asyncio.run(serve(settings))
 
 

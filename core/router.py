@@ -10,6 +10,7 @@ from typing import Protocol
 
 from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
+from core.tracing import UpstreamSpan
 from core.upstream.errors import Failure, UpstreamError
 from cursorgate.v1 import chat_pb2
 
@@ -52,7 +53,12 @@ class Router:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
             tried.add(account.id)
             started = False
-            with self.pool.lease(account):
+            attempt_attributes = {
+                "cursorgate.account_id": account.id,
+                "cursorgate.model": request.model,
+                "cursorgate.attempt": attempt + 1,
+            }
+            with self.pool.lease(account), UpstreamSpan(attempt_attributes):
                 try:
                     events = self.upstream.stream_chat(account, request, time_remaining)
                     async with contextlib.aclosing(events):  # type: ignore[type-var]

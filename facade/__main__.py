@@ -12,6 +12,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from core.logs import configure_logging
+from core.tracing import setup_facade_tracing
 from facade.app import create_app
 from facade.config import load_settings
 from facade.drain import Drain
@@ -79,6 +80,7 @@ def main() -> None:
         log.info("%s", banner)  # every line of a JSON log is JSON
     else:
         print(banner, flush=True)
+    setup_facade_tracing()
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from core.tracing import untraced
 from facade.admin import router as admin_router
 from facade.config import FacadeSettings, load_settings
 from facade.core_client import CoreClient
@@ -42,6 +43,9 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # FastAPI's OpenTelemetry spans, live only once core/tracing.py set a tracer provider.
+        # Metrics are Prometheus' (facade/metrics.py); its logs could carry request bodies.
+        telemetry={"metrics": False, "logs": False, "exclude": untraced},
     )
     app.state.settings = settings
     app.state.drain = Drain()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -93,7 +93,14 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
     app = Starlette(
-        routes=[*control.routes(state), *dashboard.routes(state), Mount(chat.path, chat), Mount(ai.path, ai)]
+        # cast: where asgiref is installed, connectrpc types its apps with asgiref's protocols,
+        # which starlette's ASGIApp does not match structurally.
+        routes=[
+            *control.routes(state),
+            *dashboard.routes(state),
+            Mount(chat.path, cast(ASGIApp, chat)),
+            Mount(ai.path, cast(ASGIApp, ai)),
+        ]
     )
     app.state.sim = state
     app.add_middleware(FaultMiddleware)
