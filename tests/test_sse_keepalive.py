@@ -87,3 +87,26 @@ def test_keepalive_zero_sends_none(tmp_path_factory: pytest.TempPathFactory) -> 
         assert not [line for _, line in lines if line.startswith(":")]
     finally:
         stack.stop()
+
+
+def test_leaving_while_only_keepalives_flowed_closes_upstream(quick_keepalive: Stack) -> None:
+    """The client hangs up after headers and a keep-alive, before the model's first frame: the
+    core call and the upstream stream are cancelled, not left to finish."""
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "messages": [{"role": "user", "content": "bye\nsim: first_ms=4000"}],
+    }
+    headers = {"authorization": f"Bearer {quick_keepalive.license}"}
+    before = quick_keepalive.sim_control("stats")["cancelled_streams"]
+    with httpx.stream(
+        "POST", f"{quick_keepalive.base_url}/chat/completions", json=body, headers=headers, timeout=30
+    ) as r:
+        assert r.status_code == 200
+        assert next(line for line in r.iter_lines() if line) == ": keep-alive"
+    deadline = time.monotonic() + 3  # well before the first frame (4 s) would have ended it
+    while quick_keepalive.sim_control("stats")["open_streams"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = quick_keepalive.sim_control("stats")
+    assert stats["open_streams"] == 0
+    assert stats["cancelled_streams"] > before
