@@ -199,6 +199,6 @@ async def serve(settings: CoreSettings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("core draining (up to %.0f s for calls in flight)", settings.drain_timeout)
+    log.info("core draining: %d call(s) in flight, up to %.0f s", core.gate.in_flight, settings.drain_timeout)
     await core.stop(settings.drain_timeout)
     log.info("core stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
 from core.logs import REQUEST_ID
@@ -23,12 +25,22 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
 Metadata = tuple[tuple[str, str], ...]
 
 
+def service_config(lb_policy: str) -> str:
+    """The channel's gRPC service config. With round_robin over several cores, client-side health
+    checking (grpc.health.v1 Watch) takes a core out of the rotation the moment it reports
+    NOT_SERVING, i.e. when it starts to drain, so new calls go to the others."""
+    config: dict[str, object] = {"loadBalancingConfig": [{lb_policy: {}}]}
+    if lb_policy == "round_robin":
+        config["healthCheckConfig"] = {"serviceName": ""}
+    return json.dumps(config)
+
+
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
     def __init__(self, target: str, lb_policy: str = "pick_first") -> None:
         self.target = target
-        options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", lb_policy)]
+        options = [*CHANNEL_OPTIONS, ("grpc.service_config", service_config(lb_policy))]
         self.channel = grpc.aio.insecure_channel(target, options=options)
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.healthcheck import check as container_health_check
-from tests.procs import Proc, Stack, start_stack
+from tests.procs import Proc, Stack, free_port, start_stack
 
 MODEL = "claude-4.5-sonnet"
 # 8 frames, 400 ms apart: a stream of about 3.2 s.
@@ -189,4 +189,52 @@ def test_core_drain_timeout_cancels_upstream(tmp_path: Path) -> None:
         assert any('"error"' in line for line in stream.lines)
         assert wait_open_streams_zero(stack) == 0
     finally:
+        stack.stop()
+
+
+def test_rolling_restart_of_one_of_two_cores_loses_nothing(tmp_path: Path) -> None:
+    """Two cores on one database, the facade balancing round robin with client-side health checks:
+    SIGTERM one core while streams run on both. Its streams finish, and every new request in the
+    meantime is served by the other core (none sees the draining one's refusal)."""
+    stack = start_stack(tmp_path, {"CURSORGATE_DRAIN_TIMEOUT": "20"})
+    second = Proc("core2", "core", free_port(), {**stack.core.env}, tmp_path / "core2.log")
+    second.env["CURSORGATE_GRPC_PORT"] = str(second.port)
+    try:
+        second.start()
+        stack.facade.stop()
+        stack.facade = Proc(
+            "facade",
+            "facade",
+            stack.facade.port,
+            {
+                **stack.facade.env,
+                "CURSORGATE_CORE_ADDRESS": f"ipv4:127.0.0.1:{stack.core.port},127.0.0.1:{second.port}",
+                "CURSORGATE_CORE_LB_POLICY": "round_robin",
+            },
+            tmp_path / "facade-rr.log",
+        )
+        stack.facade.start()
+        time.sleep(1)  # both subchannels connected and health-watched
+
+        streams = [StreamInBackground(stack, SLOW) for _ in range(6)]
+        for stream in streams:
+            assert stream.first_data.wait(20) and stream.error is None
+        sigterm(stack.core)
+        time.sleep(0.5)
+        assert stack.core.popen is not None and stack.core.popen.poll() is None  # draining
+        statuses = [chat(stack).status_code for _ in range(8)]
+        assert statuses == [200] * 8
+
+        for stream in streams:
+            stream.join(20)
+            assert stream.error is None and stream.status == 200
+            assert stream.lines[-1] == "data: [DONE]"
+            assert "slow marker-d7a1" in stream.text()
+        assert exit_code(stack.core, 10) == 0
+        # Round robin put some of the six streams on the core that drained.
+        drained = [line for line in stack.core.log.read_text().splitlines() if "core draining:" in line]
+        assert drained and "draining: 0 call(s)" not in drained[0]
+        assert wait_open_streams_zero(stack) == 0
+    finally:
+        second.stop()
         stack.stop()
