@@ -75,6 +75,8 @@ class AccountPool:
     ) -> None:
         self._accounts: dict[str, Account] = {a.id: a for a in accounts or []}
         self.listener = listener
+        # Told of each cool-down this replica decides (core/shared.py passes it to the others).
+        self.on_cool_down: Callable[[Account, str], None] | None = None
 
     def add(self, account: Account) -> None:
         self._accounts[account.id] = account
@@ -124,6 +126,18 @@ class AccountPool:
         account.last_error = reason
         account.failures += 1
         self.changed(account)
+        if self.on_cool_down is not None:
+            self.on_cool_down(account, reason)
+
+    def cool_down_from_peer(self, account_id: str, until: float, reason: str) -> bool:
+        """Another core replica cooled this account down: honour it here too. Not persisted nor
+        passed on again (that replica did both); a later end than ours wins."""
+        account = self._accounts.get(account_id)
+        if account is None or until <= account.cooldown_until:
+            return False
+        account.cooldown_until = until
+        account.last_error = reason
+        return True
 
     def disable(self, account: Account, reason: str) -> None:
         account.enabled = False

@@ -86,6 +86,10 @@ class CoreSettings(BaseSettings):
     # "text", or "json": one JSON object per line, with the request id (core/logs.py).
     log_format: LogFormat = "text"
 
+    # Redis shared by core replicas (redis://host:6379/0): account cooldowns reach every replica at
+    # once (core/shared.py). Empty: cooldowns stay per process (one machine).
+    redis_url: str = ""
+
     # Prometheus `/metrics` on its own HTTP port (0: off); bound to grpc_host.
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     # Seconds that calls in flight get to finish after SIGTERM (health is NOT_SERVING at once and

@@ -25,6 +25,7 @@ from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.router import Router
+from core.shared import SharedCooldowns
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
@@ -74,6 +75,7 @@ class Core:
     metrics: CoreMetrics
     gate: CallGate
     metrics_server: MetricsServer | None = None
+    shared: SharedCooldowns | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -86,6 +88,9 @@ class Core:
             self.metrics_server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.settings.redis_url:
+            self.shared = SharedCooldowns(self.settings.redis_url, self.pool)
+            await self.shared.start()
         self.journal.start()
         self.discovery.start()
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
@@ -111,6 +116,8 @@ class Core:
         await self.server.stop(STOP_GRACE_S)
         if self.metrics_server is not None:
             await self.metrics_server.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
