@@ -19,6 +19,7 @@ from core.licenses import License, LicenseRegistry
 from core.metrics import CoreMetrics
 from core.router import Router
 from core.secrets import bearer
+from core.shared import SharedSlots
 from core.store.meter import Meter, RequestSink
 from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
@@ -46,6 +47,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         request_log: RequestSink | None = None,
         metrics: CoreMetrics | None = None,
         gate: CallGate | None = None,
+        shared_slots: SharedSlots | None = None,
     ) -> None:
         self.licenses = licenses
         self.router = router
@@ -54,6 +56,8 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.metrics = metrics
         # Counts calls in flight and refuses new ones while core drains (core/drain.py).
         self.gate = gate if gate is not None else CallGate()
+        # Per-license concurrency across replicas (Redis); None: this process' own count.
+        self.shared_slots = shared_slots
 
     def _admit(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]) -> License:
         lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
@@ -70,6 +74,15 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return lic
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, lic: License) -> AsyncIterator[None]:
+        if self.shared_slots is not None:
+            async with self.shared_slots.hold(lic):
+                yield
+        else:
+            with self.licenses.slot(lic):
+                yield
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -102,7 +115,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=True, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)
-            with self.licenses.slot(meter.license):
+            async with self._slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
                     yield event
@@ -127,7 +140,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=False, metrics=self.metrics)
         try:
             meter.license = self._admit(request, context)
-            with self.licenses.slot(meter.license):
+            async with self._slot(meter.license):
                 response = await aggregate(request, self._events(request, context))
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
@@ -25,7 +26,7 @@ from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.router import Router
-from core.shared import SharedCooldowns
+from core.shared import SharedCooldowns, SharedSlots
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
@@ -76,6 +77,8 @@ class Core:
     gate: CallGate
     metrics_server: MetricsServer | None = None
     shared: SharedCooldowns | None = None
+    slots: SharedSlots | None = None
+    redis: Redis | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -88,9 +91,10 @@ class Core:
             self.metrics_server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.settings.redis_url:
-            self.shared = SharedCooldowns(self.settings.redis_url, self.pool)
+        if self.shared is not None:
             await self.shared.start()
+        if self.slots is not None:
+            self.slots.start()
         self.journal.start()
         self.discovery.start()
         # Accounts never refreshed (or not for a while) are fetched now, in the background.
@@ -116,8 +120,12 @@ class Core:
         await self.server.stop(STOP_GRACE_S)
         if self.metrics_server is not None:
             await self.metrics_server.aclose()
+        if self.slots is not None:
+            await self.slots.aclose()
         if self.shared is not None:
             await self.shared.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -161,7 +169,18 @@ async def build(settings: CoreSettings) -> Core:
     interceptors = [RequestIdInterceptor()] if settings.log_format == "json" else []
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     gate = CallGate()
-    chat = ChatService(licenses, router, catalog, request_log=journal.log_request, metrics=metrics, gate=gate)
+    # One Redis client for all shared state; connections are made on first use, in start().
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    slots = SharedSlots(redis, settings.license_max_concurrent, settings.redis_slot_ttl) if redis else None
+    chat = ChatService(
+        licenses,
+        router,
+        catalog,
+        request_log=journal.log_request,
+        metrics=metrics,
+        gate=gate,
+        shared_slots=slots,
+    )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(licenses, pool, catalog), server)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -173,7 +192,7 @@ async def build(settings: CoreSettings) -> Core:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     discovery = Discovery(upstream.ctx, pool)
-    return Core(
+    core = Core(
         settings,
         licenses,
         pool,
@@ -187,6 +206,9 @@ async def build(settings: CoreSettings) -> Core:
         metrics,
         gate,
     )
+    if redis is not None:
+        core.redis, core.slots, core.shared = redis, slots, SharedCooldowns(redis, pool)
+    return core
 
 
 async def serve(settings: CoreSettings) -> None:

@@ -1,10 +1,14 @@
-"""Account cooldowns shared across core replicas through Redis (`CURSORGATE_REDIS_URL`), so that a
-rate limit one replica met is honoured by all at once instead of each finding it out upstream.
+"""State shared across core replicas through Redis (`CURSORGATE_REDIS_URL`): account cooldowns, so
+that a rate limit one replica met is honoured by all at once instead of each finding it out
+upstream; and per-license concurrency slots, so a cap of N holds across replicas.
 
 Each cool-down is published on a channel that every replica listens to. A replica that starts
 later reads the cooldowns from the shared store, which has them persisted within a second. Redis
 being away never fails a request: cooldowns then stay per replica until the store's periodic
-sync carries them over. Without a URL nothing here runs: one machine keeps the in-process pool.
+sync carries them over, and slots are not limited. Slots live in one sorted set per license,
+scored by expiry on Redis' clock and renewed while held, so the slots of a replica that died
+come back after CURSORGATE_REDIS_SLOT_TTL.
+Without a URL nothing here runs: one machine keeps the in-process pool and limiter.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.accounts import Account, AccountPool
+from core.errors import Code, GatewayError
+from core.licenses import License
 
 log = logging.getLogger("cursorgate.shared")
 
@@ -32,8 +39,8 @@ RESUBSCRIBE_MAX_S: Final = 30.0
 class SharedCooldowns:
     """Publishes this replica's cool-downs and applies the other replicas' to the local pool."""
 
-    def __init__(self, url: str, pool: AccountPool) -> None:
-        self.redis: Redis = Redis.from_url(url)
+    def __init__(self, redis: Redis, pool: AccountPool) -> None:
+        self.redis = redis
         self.pool = pool
         # Our own messages come back on the channel: skip them by this id.
         self.replica = secrets.token_hex(8)
@@ -95,4 +102,87 @@ class SharedCooldowns:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         await asyncio.gather(*self._writes, return_exceptions=True)
-        await self.redis.aclose()
+
+
+SLOTS_PREFIX: Final = "cursorgate:slots:"
+# KEYS[1]: one license's slots (member: slot id, score: expiry in ms on Redis' clock).
+# ARGV: slot id, cap, ttl in ms. Expired slots (their replica died) are dropped first; all atomic.
+_ACQUIRE: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+return 1
+"""
+# KEYS[1]: one license's slots; ARGV: ttl in ms, then the slot ids this replica still holds.
+_RENEW: Final = """
+local t = redis.call('TIME')
+local until_ms = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1]))
+return 0
+"""
+
+
+class SharedSlots:
+    """Per-license concurrency slots counted across replicas (CURSORGATE_LICENSE_MAX_CONCURRENT)."""
+
+    def __init__(self, redis: Redis, cap: int, ttl_s: float) -> None:
+        self.redis = redis
+        self.cap = cap
+        self.ttl_ms = max(1000, int(ttl_s * 1000))
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._held: dict[str, set[str]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.cap:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="shared-slots")
+
+    @contextlib.asynccontextmanager
+    async def hold(self, lic: License) -> AsyncIterator[None]:
+        """One of the license's slots for the duration of a request; 429 when all are taken."""
+        if not self.cap:
+            yield
+            return
+        key, slot = f"{SLOTS_PREFIX}{lic.id}", secrets.token_hex(8)
+        try:
+            taken = bool(await self._acquire(keys=[key], args=[slot, self.cap, self.ttl_ms]))
+        except RedisError as err:
+            # Redis away: serve rather than refuse (the cap is a guard, not the service).
+            log.warning("shared slots: acquiring failed (%s); not limiting", type(err).__name__)
+            yield
+            return
+        if not taken:
+            raise GatewayError(
+                Code.ERROR_CODE_RATE_LIMITED,
+                f"Too many concurrent requests for this license (at most {self.cap}).",
+                retry_after_ms=1000,
+            )
+        held = self._held.setdefault(key, set())
+        held.add(slot)
+        try:
+            yield
+        finally:
+            held.discard(slot)
+            if not held:
+                self._held.pop(key, None)
+            with contextlib.suppress(RedisError):  # else it expires on its own
+                await self.redis.zrem(key, slot)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            for key, slots in list(self._held.items()):
+                try:
+                    await self._renew(keys=[key], args=[self.ttl_ms, *slots])
+                except RedisError as err:
+                    log.warning("shared slots: renewing failed (%s)", type(err).__name__)
+
+    async def aclose(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)

@@ -101,3 +101,43 @@ def test_redis_away_fails_nothing(tmp_path: Path) -> None:
         assert "shared cooldowns: no subscription" in stack.core.log.read_text()
     finally:
         stack.stop()
+
+
+def test_a_license_cap_holds_across_cores_and_a_dead_cores_slots_come_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from tests.test_drain import StreamInBackground
+
+    env = {
+        "CURSORGATE_REDIS_URL": redis_url,
+        "CURSORGATE_LICENSE_MAX_CONCURRENT": "2",
+        "CURSORGATE_REDIS_SLOT_TTL": "2",
+    }
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    try:
+        core_b.start()
+        facade_b.start()
+        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
+        # Two long streams on core A take both slots of the license.
+        streams = [StreamInBackground(stack, "hold\nsim: chunks=100 delay_ms=200") for _ in range(2)]
+        for stream in streams:
+            assert stream.first_data.wait(20) and stream.status == 200
+        refused = ask(url_b, stack.license)
+        assert refused.status_code == 429  # core B counts core A's slots
+        assert "at most 2" in refused.json()["error"]["message"]
+        assert ask(stack.base_url, stack.license).status_code == 429
+
+        # Core A dies without releasing them: they stay taken until they expire, then come back.
+        assert stack.core.popen is not None
+        stack.core.popen.kill()
+        stack.core.popen.wait(10)
+        assert ask(url_b, stack.license).status_code == 429
+        deadline = time.monotonic() + 15
+        while (status := ask(url_b, stack.license).status_code) == 429 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert status == 200
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
