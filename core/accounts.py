@@ -75,8 +75,9 @@ class AccountPool:
     ) -> None:
         self._accounts: dict[str, Account] = {a.id: a for a in accounts or []}
         self.listener = listener
-        # Told of each cool-down this replica decides (core/shared.py passes it to the others).
-        self.on_cool_down: Callable[[Account, str], None] | None = None
+        # Told of each cool-down and disable this replica decides (core/shared.py passes them on
+        # to the other replicas): (account, "cool_down" or "disable", reason).
+        self.on_shared_change: Callable[[Account, str, str], None] | None = None
 
     def add(self, account: Account) -> None:
         self._accounts[account.id] = account
@@ -126,8 +127,8 @@ class AccountPool:
         account.last_error = reason
         account.failures += 1
         self.changed(account)
-        if self.on_cool_down is not None:
-            self.on_cool_down(account, reason)
+        if self.on_shared_change is not None:
+            self.on_shared_change(account, "cool_down", reason)
 
     def cool_down_from_peer(self, account_id: str, until: float, reason: str) -> bool:
         """Another core replica cooled this account down: honour it here too. Not persisted nor
@@ -145,6 +146,19 @@ class AccountPool:
         account.last_error = reason
         account.failures += 1
         self.changed(account)
+        if self.on_shared_change is not None:
+            self.on_shared_change(account, "disable", reason)
+
+    def disable_from_peer(self, account_id: str, reason: str) -> bool:
+        """Another core replica disabled this account (e.g. Cursor rejected its token): stop using
+        it here too. Not persisted nor passed on again; re-enabling goes through the store."""
+        account = self._accounts.get(account_id)
+        if account is None or not account.enabled:
+            return False
+        account.enabled = False
+        account.disabled_reason = reason
+        account.last_error = reason
+        return True
 
     def record_error(self, account: Account, reason: str) -> None:
         account.last_error = reason

@@ -26,7 +26,7 @@ from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.router import Router
-from core.shared import SharedCooldowns, SharedSlots
+from core.shared import SharedAccounts, SharedSlots
 from core.store import Journal, Store
 from core.store.repo import DuplicateAccount
 from core.store.sync import sync_forever
@@ -76,7 +76,7 @@ class Core:
     metrics: CoreMetrics
     gate: CallGate
     metrics_server: MetricsServer | None = None
-    shared: SharedCooldowns | None = None
+    shared: SharedAccounts | None = None
     slots: SharedSlots | None = None
     redis: Redis | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -207,7 +207,7 @@ async def build(settings: CoreSettings) -> Core:
         gate,
     )
     if redis is not None:
-        core.redis, core.slots, core.shared = redis, slots, SharedCooldowns(redis, pool)
+        core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)
     return core
 
 

@@ -1,10 +1,11 @@
-"""State shared across core replicas through Redis (`CURSORGATE_REDIS_URL`): account cooldowns, so
-that a rate limit one replica met is honoured by all at once instead of each finding it out
-upstream; and per-license concurrency slots, so a cap of N holds across replicas.
+"""State shared across core replicas through Redis (`CURSORGATE_REDIS_URL`): account cooldowns and
+disables, so that a rate limit or a rejected token one replica met is honoured by all at once
+instead of each finding it out upstream; and per-license concurrency slots, so a cap of N holds
+across replicas.
 
-Each cool-down is published on a channel that every replica listens to. A replica that starts
-later reads the cooldowns from the shared store, which has them persisted within a second. Redis
-being away never fails a request: cooldowns then stay per replica until the store's periodic
+Each cool-down and disable is published on a channel that every replica listens to. A replica that
+starts later reads them from the shared store, which has them persisted within a second. Redis
+being away never fails a request: account states then stay per replica until the store's periodic
 sync carries them over, and slots are not limited. Slots live in one sorted set per license,
 scored by expiry on Redis' clock and renewed while held, so the slots of a replica that died
 come back after CURSORGATE_REDIS_SLOT_TTL.
@@ -30,14 +31,14 @@ from core.licenses import License
 
 log = logging.getLogger("cursorgate.shared")
 
-CHANNEL: Final = "cursorgate:cooldowns"
+CHANNEL: Final = "cursorgate:accounts"
 # Seconds before resubscribing after Redis went away, doubling up to the cap while it stays away.
 RESUBSCRIBE_S: Final = 1.0
 RESUBSCRIBE_MAX_S: Final = 30.0
 
 
-class SharedCooldowns:
-    """Publishes this replica's cool-downs and applies the other replicas' to the local pool."""
+class SharedAccounts:
+    """Publishes this replica's cool-downs and disables, and applies the other replicas' here."""
 
     def __init__(self, redis: Redis, pool: AccountPool) -> None:
         self.redis = redis
@@ -49,32 +50,42 @@ class SharedCooldowns:
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
-        self.pool.on_cool_down = self.publish
-        self._listener = asyncio.create_task(self._listen(), name="shared-cooldowns")
+        self.pool.on_shared_change = self.publish
+        self._listener = asyncio.create_task(self._listen(), name="shared-accounts")
         with contextlib.suppress(TimeoutError):  # serve anyway: Redis may come later
             async with asyncio.timeout(5):
                 await self._subscribed.wait()
 
-    def publish(self, account: Account, reason: str) -> None:
-        """AccountPool.on_cool_down: pass this replica's cool-down on, in the background."""
-        task = asyncio.get_running_loop().create_task(self._write(account.id, account.cooldown_until, reason))
+    def publish(self, account: Account, kind: str, reason: str) -> None:
+        """AccountPool.on_shared_change: pass this replica's decision on, in the background."""
+        payload = json.dumps(
+            {
+                "replica": self.replica,
+                "kind": kind,
+                "account": account.id,
+                "until": account.cooldown_until,
+                "reason": reason,
+            }
+        )
+        task = asyncio.get_running_loop().create_task(self._write(payload))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, account_id: str, until: float, reason: str) -> None:
-        payload = json.dumps(
-            {"replica": self.replica, "account": account_id, "until": until, "reason": reason}
-        )
+    async def _write(self, payload: str) -> None:
         try:
             await self.redis.publish(CHANNEL, payload)
         except RedisError as err:
-            log.warning("shared cooldowns: publishing failed (%s)", type(err).__name__)
+            log.warning("shared accounts: publishing failed (%s)", type(err).__name__)
 
     def _apply(self, data: dict[str, Any]) -> None:
         if data.get("replica") == self.replica:
             return
-        if self.pool.cool_down_from_peer(str(data["account"]), float(data["until"]), str(data["reason"])):
-            log.info("account %s cooled down by another replica", data["account"])
+        account, reason = str(data["account"]), str(data["reason"])
+        if data["kind"] == "disable":
+            if self.pool.disable_from_peer(account, reason):
+                log.info("account %s disabled by another replica", account)
+        elif self.pool.cool_down_from_peer(account, float(data["until"]), reason):
+            log.info("account %s cooled down by another replica", account)
 
     async def _listen(self) -> None:
         delay = RESUBSCRIBE_S
@@ -89,10 +100,10 @@ class SharedCooldowns:
                             try:
                                 self._apply(json.loads(message["data"]))
                             except (ValueError, KeyError, TypeError):
-                                log.warning("shared cooldowns: ignored a malformed message")
+                                log.warning("shared accounts: ignored a malformed message")
             except RedisError as err:
                 log.warning(
-                    "shared cooldowns: no subscription (%s); retry in %.0f s", type(err).__name__, delay
+                    "shared accounts: no subscription (%s); retry in %.0f s", type(err).__name__, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESUBSCRIBE_MAX_S)

@@ -93,12 +93,40 @@ def test_a_cooldown_set_by_one_core_is_honoured_by_the_other(tmp_path: Path, red
         stack.stop()
 
 
+def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Path, redis_url: str) -> None:
+    env = {"CURSORGATE_REDIS_URL": redis_url, "CURSORGATE_STORE_SYNC_INTERVAL": "3600"}
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    try:
+        core_b.start()
+        facade_b.start()
+        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
+        assert ask(url_b, stack.license).status_code == 200
+
+        # Cursor starts rejecting the only account's token; core A disables the account.
+        stack.sim_control("tokens", {"token": stack.token, "reject": True})
+        assert ask(stack.base_url, stack.license).status_code != 200
+        upstream_calls = len(stack.chat_requests())
+        time.sleep(0.5)  # published in the background
+
+        # Core B no longer offers it to Cursor: no account left, and no call upstream.
+        refused = ask(url_b, stack.license)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "no_account_available"
+        assert len(stack.chat_requests()) == upstream_calls
+        assert "disabled by another replica" in core_b.log.read_text()
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
+
+
 def test_redis_away_fails_nothing(tmp_path: Path) -> None:
     """Nothing listens on the configured Redis port: core starts (after a bounded wait) and serves."""
     stack = start_stack(tmp_path, {"CURSORGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     try:
         assert ask(stack.base_url, stack.license).status_code == 200
-        assert "shared cooldowns: no subscription" in stack.core.log.read_text()
+        assert "shared accounts: no subscription" in stack.core.log.read_text()
     finally:
         stack.stop()
 
