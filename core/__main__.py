@@ -8,8 +8,10 @@ import sys
 
 from core.config import admin_key_problem, load_settings
 from core.grpc_tls import TLSConfigError, server_credentials
+from core.logs import configure_logging
 from core.server import serve
 from core.store.secretbox import SecretKeyError
+from core.tracing import setup_core_tracing
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
 # default: 5 ms). Every upstream chunk reaches the event loop from a pyqwest (tokio) thread,
@@ -32,9 +34,7 @@ def main() -> None:
     if problem is not None:
         print(f"cursorgate core: {problem}", file=sys.stderr, flush=True)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     # These log SQL parameters at DEBUG, account tokens among them: never below WARNING.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -45,6 +45,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         pass
+    setup_core_tracing()
     try:
         asyncio.run(serve(settings))
     except SecretKeyError as err:  # a clear word, not a traceback: nothing was changed

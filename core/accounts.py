@@ -81,6 +81,9 @@ class AccountPool:
     ) -> None:
         self._accounts: dict[str, Account] = {a.id: a for a in accounts or []}
         self.listener = listener
+        # Told of each cool-down and disable this replica decides (core/shared.py passes them on
+        # to the other replicas): (account, "cool_down" or "disable", reason).
+        self.on_shared_change: Callable[[Account, str, str], None] | None = None
 
     def add(self, account: Account) -> None:
         self._accounts[account.id] = account
@@ -130,6 +133,18 @@ class AccountPool:
         account.last_error = reason
         account.failures += 1
         self.changed(account)
+        if self.on_shared_change is not None:
+            self.on_shared_change(account, "cool_down", reason)
+
+    def cool_down_from_peer(self, account_id: str, until: float, reason: str) -> bool:
+        """Another core replica cooled this account down: honour it here too. Not persisted nor
+        passed on again (that replica did both); a later end than ours wins."""
+        account = self._accounts.get(account_id)
+        if account is None or until <= account.cooldown_until:
+            return False
+        account.cooldown_until = until
+        account.last_error = reason
+        return True
 
     def disable(self, account: Account, reason: str) -> None:
         account.enabled = False
@@ -137,6 +152,19 @@ class AccountPool:
         account.last_error = reason
         account.failures += 1
         self.changed(account)
+        if self.on_shared_change is not None:
+            self.on_shared_change(account, "disable", reason)
+
+    def disable_from_peer(self, account_id: str, reason: str) -> bool:
+        """Another core replica disabled this account (e.g. Cursor rejected its token): stop using
+        it here too. Not persisted nor passed on again; re-enabling goes through the store."""
+        account = self._accounts.get(account_id)
+        if account is None or not account.enabled:
+            return False
+        account.enabled = False
+        account.disabled_reason = reason
+        account.last_error = reason
+        return True
 
     def record_error(self, account: Account, reason: str) -> None:
         account.last_error = reason

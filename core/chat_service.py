@@ -14,11 +14,14 @@ import grpc
 from core.aliases import AliasTable
 from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
+from core.drain import CallGate
 from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry
+from core.metrics import CoreMetrics
 from core.resolve import ModelResolver
 from core.router import Router
 from core.secrets import bearer
+from core.shared import SharedSlots
 from core.store.meter import Meter, RequestSink
 from core.structured import add_instruction, is_strict, strict_events, validate_format
 from core.upstream import instructions
@@ -49,6 +52,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         request_log: RequestSink | None = None,
         resolver: ModelResolver | None = None,
         max_deadline: float | None = None,
+        metrics: CoreMetrics | None = None,
+        gate: CallGate | None = None,
+        shared_slots: SharedSlots | None = None,
     ) -> None:
         # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
         self.max_deadline = max_deadline
@@ -57,6 +63,11 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.catalog = catalog
         self.request_log = request_log
         self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
+        self.metrics = metrics
+        # Counts calls in flight and refuses new ones while core drains (core/drain.py).
+        self.gate = gate if gate is not None else CallGate()
+        # Per-license concurrency across replicas (Redis); None: this process' own count.
+        self.shared_slots = shared_slots
 
     async def _admit(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -95,6 +106,15 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.licenses.authorize(lic, request.model, served.via)
         self.resolver.check_max_mode(served, request.model, request.max_mode)
         return lic, served.requested
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, lic: License) -> AsyncIterator[None]:
+        if self.shared_slots is not None:
+            async with self.shared_slots.hold(lic):
+                yield
+        else:
+            with self.licenses.slot(lic):
+                yield
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -171,11 +191,12 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         started = time.monotonic()
-        meter = Meter(self.request_log, stream=True)
+        await self.gate.admit(context)
+        meter = Meter(self.request_log, stream=True, metrics=self.metrics)
         requested = request.model
         try:
             meter.license, requested = await self._admit(request, context)
-            with self.licenses.slot(meter.license):
+            async with self._slot(meter.license):
                 async for event in self._events(request, context):
                     meter.observe(event)
                     yield event
@@ -196,11 +217,12 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     async def Chat(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> chat_pb2.ChatResponse:
-        meter = Meter(self.request_log, stream=False)
+        await self.gate.admit(context)
+        meter = Meter(self.request_log, stream=False, metrics=self.metrics)
         requested = request.model
         try:
             meter.license, requested = await self._admit(request, context)
-            with self.licenses.slot(meter.license):
+            async with self._slot(meter.license):
                 response = await aggregate(request, self._events(request, context), requested)
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.aliases import AliasTable, parse_aliases
+from core.logs import LogFormat
 
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
@@ -127,6 +128,20 @@ class CoreSettings(BaseSettings):
     image_fetch_private: bool = False
 
     log_level: str = "INFO"
+    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    log_format: LogFormat = "text"
+
+    # Redis shared by core replicas (redis://host:6379/0): account cooldowns reach every replica at
+    # once (core/shared.py). Empty: cooldowns stay per process (one machine).
+    redis_url: str = ""
+    # Seconds a concurrency slot outlives the replica that held it (renewed every third of it).
+    redis_slot_ttl: float = Field(default=30.0, gt=0)
+
+    # Prometheus `/metrics` on its own HTTP port (0: off); bound to grpc_host.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Seconds that calls in flight get to finish after SIGTERM (health is NOT_SERVING at once and
+    # new calls are refused); then the rest are cancelled and the process exits.
+    drain_timeout: float = Field(default=30.0, ge=0)
 
     # Persistence (core only): SQLite file by default, postgresql+asyncpg://... for replicas.
     database_url: str = DEFAULT_DATABASE_URL

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
+from core.tracing import UpstreamSpan
 from core.upstream.errors import Failure, UpstreamError
 from cursorgate.v1 import chat_pb2
 
@@ -33,12 +34,19 @@ class TokenRenewer(Protocol):
 
 class Router:
     def __init__(
-        self, pool: AccountPool, upstream: ChatUpstream, attempts: int, renewer: TokenRenewer | None = None
+        self,
+        pool: AccountPool,
+        upstream: ChatUpstream,
+        attempts: int,
+        renewer: TokenRenewer | None = None,
+        on_failure: Callable[[Failure], None] | None = None,
     ) -> None:
         self.pool = pool
         self.upstream = upstream
         self.attempts = max(1, attempts)
         self.renewer = renewer
+        # Told of every failed attempt (the upstream error metric).
+        self.on_failure = on_failure
 
     async def stream(
         self, request: chat_pb2.ChatRequest, time_remaining: float | None
@@ -55,7 +63,12 @@ class Router:
             tried.add(account.id)
             started = False
             token_used = account.token
-            with self.pool.lease(account):
+            attempt_attributes = {
+                "cursorgate.account_id": account.id,
+                "cursorgate.model": request.model,
+                "cursorgate.attempt": attempt + 1,
+            }
+            with self.pool.lease(account), UpstreamSpan(attempt_attributes):
                 try:
                     events = self.upstream.stream_chat(account, request, time_remaining)
                     async with contextlib.aclosing(events):  # type: ignore[type-var]
@@ -105,6 +118,8 @@ class Router:
     def _record(self, account: Account, err: UpstreamError) -> None:
         """What a failure means for the account. Only failures about the account itself change
         its state; one caused by the request or by the model never penalises it for everyone."""
+        if self.on_failure is not None:
+            self.on_failure(err.failure)
         if err.failure in CALLER_FAULTS:
             return  # the request's fault, not the account's: nothing to hold against it
         if err.failure is Failure.AUTH:

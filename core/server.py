@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
@@ -21,14 +22,18 @@ from core.auth.renewal import Renewer
 from core.catalog import seed_catalog
 from core.chat_service import ChatService
 from core.config import CoreSettings
+from core.drain import CallGate
 from core.grpc_guard import MalformedRequestGuard
 from core.grpc_tls import server_credentials, warn_if_exposed
 from core.licenses import LicenseRegistry, seed_license
+from core.logs import RequestIdInterceptor
+from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
 from core.refresh import Refresher
 from core.resolve import ModelResolver
 from core.response_service import ResponseStoreService
 from core.router import Router
+from core.shared import SharedAccounts, SharedSlots
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
@@ -64,7 +69,15 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Clients reconnect now and then, so facades balancing over DNS (deploy/k8s) find replicas
+    # added since; the grace outlasts the longest request (CURSORGATE_REQUEST_TIMEOUT, 600 s).
+    ("grpc.max_connection_age_ms", 600_000),
+    ("grpc.max_connection_age_grace_ms", 900_000),
 ]
+
+
+# Seconds the gRPC server gives calls after the drain (the drain already waited for them).
+STOP_GRACE_S = 1.0
 
 
 @dataclass
@@ -80,7 +93,13 @@ class Core:
     refresher: Refresher
     discovery: Discovery
     renewer: Renewer
+    metrics: CoreMetrics
+    gate: CallGate
     aliases: AliasTable | None = None
+    metrics_server: MetricsServer | None = None
+    shared: SharedAccounts | None = None
+    slots: SharedSlots | None = None
+    redis: Redis | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -91,8 +110,17 @@ class Core:
             port = self.server.add_secure_port(self.settings.grpc_address, credentials)
         warn_if_exposed(self.settings, tls=credentials is not None)
         await self.server.start()
+        if self.settings.metrics_port:
+            self.metrics_server = MetricsServer(
+                self.metrics, self.settings.grpc_host, self.settings.metrics_port
+            )
+            self.metrics_server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.shared is not None:
+            await self.shared.start()
+        if self.slots is not None:
+            self.slots.start()
         self.journal.start()
         self.discovery.start()
         self.renewer.start()
@@ -110,8 +138,26 @@ class Core:
         return port
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Drain, then close: health goes NOT_SERVING and new chat calls are refused (a bare
+        UNAVAILABLE, which callers retry elsewhere) while those in flight get `grace` seconds to
+        finish; then the server stops, cancelling what is left, which closes their upstream
+        streams."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        self.gate.closed = True
+        try:
+            async with asyncio.timeout(grace):
+                await self.gate.wait_idle()
+        except TimeoutError:
+            log.warning("drain timeout: cancelling %d call(s) still in flight", self.gate.in_flight)
+        await self.server.stop(STOP_GRACE_S)
+        if self.metrics_server is not None:
+            await self.metrics_server.aclose()
+        if self.slots is not None:
+            await self.slots.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -161,8 +207,19 @@ async def build(settings: CoreSettings) -> Core:
         await store.close()
         raise SystemExit(f"cursorgate core: the model aliases do not fit together: {err}") from None
     resolver = ModelResolver(pool, catalog, aliases)
-    router = Router(pool, upstream, settings.upstream_attempts, renewer)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequestGuard()])
+    metrics = CoreMetrics(pool)
+    router = Router(
+        pool, upstream, settings.upstream_attempts, renewer, on_failure=metrics.record_upstream_error
+    )
+    # The request-id interceptor costs a coroutine per call: only where JSON logs use it.
+    interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestGuard()]
+    if settings.log_format == "json":
+        interceptors.append(RequestIdInterceptor())
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    gate = CallGate()
+    # One Redis client for all shared state; connections are made on first use, in start().
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    slots = SharedSlots(redis, settings.license_max_concurrent, settings.redis_slot_ttl) if redis else None
     chat = ChatService(
         licenses,
         router,
@@ -170,6 +227,9 @@ async def build(settings: CoreSettings) -> Core:
         request_log=journal.log_request,
         resolver=resolver,
         max_deadline=settings.request_timeout,
+        metrics=metrics,
+        gate=gate,
+        shared_slots=slots,
     )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(
@@ -188,7 +248,7 @@ async def build(settings: CoreSettings) -> Core:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     discovery = Discovery(upstream.ctx, pool)
-    return Core(
+    core = Core(
         settings,
         licenses,
         pool,
@@ -200,8 +260,13 @@ async def build(settings: CoreSettings) -> Core:
         refresher,
         discovery,
         renewer,
+        metrics,
+        gate,
         aliases,
     )
+    if redis is not None:
+        core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)
+    return core
 
 
 async def serve(settings: CoreSettings) -> None:
@@ -221,5 +286,6 @@ async def serve(settings: CoreSettings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("core stopping")
-    await core.stop()
+    log.info("core draining: %d call(s) in flight, up to %.0f s", core.gate.in_flight, settings.drain_timeout)
+    await core.stop(settings.drain_timeout)
+    log.info("core stopped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,10 @@ class FacadeSettings(BaseSettings):
     grpc_tls_cert: Path | None = None
     grpc_tls_key: Path | None = None
     grpc_tls_ca: Path | None = None
+    # gRPC load balancing over the addresses core_address resolves to: pick_first (one core, or a
+    # proxy in front: a restarted core is waited for) or round_robin (a `dns:///` name of several
+    # core replicas, as deploy/k8s does: calls spread over all, a missing one is skipped).
+    core_lb_policy: Literal["pick_first", "round_robin"] = "pick_first"
     # Seconds; the gRPC deadline the facade gives core for one request.
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
@@ -55,6 +59,15 @@ class FacadeSettings(BaseSettings):
     # Chat completions: reasoning inlined in `content` as <think>...</think> instead of the
     # `reasoning_content`/`reasoning` fields, for clients that read only the content.
     reasoning_inline_think: bool = False
+    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # Seconds of silence on an event stream before an SSE keep-alive goes out (a comment line on
+    # the OpenAI surfaces, an `event: ping` on Anthropic's), so proxies keep a thinking model's
+    # stream open; 0 turns them off.
+    sse_keepalive_s: float = Field(default=15.0, ge=0)
+    # Seconds that requests in flight get to finish after SIGTERM while new ones are refused with
+    # a retryable 503 and /readyz answers 503; then the process exits.
+    drain_timeout: float = Field(default=30.0, ge=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

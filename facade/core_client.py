@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 
 import grpc
 
+from core.logs import REQUEST_ID
 from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc, responses_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next
@@ -48,15 +50,28 @@ Metadata = tuple[tuple[str, str], ...]
 MAX_AUTHORIZATION = 2048
 
 
+def service_config(lb_policy: str) -> str:
+    """The channel's gRPC service config. With round_robin over several cores, client-side health
+    checking (grpc.health.v1 Watch) takes a core out of the rotation the moment it reports
+    NOT_SERVING, i.e. when it starts to drain, so new calls go to the others."""
+    config: dict[str, object] = {"loadBalancingConfig": [{lb_policy: {}}]}
+    if lb_policy == "round_robin":
+        config["healthCheckConfig"] = {"serviceName": ""}
+    return json.dumps(config)
+
+
 class CoreClient:
     """Created once per process in the app lifespan; all requests share its channel."""
 
-    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self, target: str, credentials: grpc.ChannelCredentials | None = None, lb_policy: str = "pick_first"
+    ) -> None:
         self.target = target
+        options = [*CHANNEL_OPTIONS, ("grpc.service_config", service_config(lb_policy))]
         self.channel = (
-            grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+            grpc.aio.secure_channel(target, credentials, options=options)
             if credentials is not None
-            else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            else grpc.aio.insecure_channel(target, options=options)
         )
         self.chat = chat_pb2_grpc.ChatServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
@@ -130,7 +145,10 @@ def call_metadata(authorization: str | None, request_id: str) -> Metadata:
 
 
 def request_id_from(header: str | None, fallback: str) -> str:
-    """The caller's X-Request-ID when usable (so logs of both layers line up), else ours."""
-    if header and len(header) <= 200 and _valid_value(header):
-        return header
-    return fallback
+    """The caller's X-Request-ID when usable (so logs of both layers line up), else ours.
+
+    Also the request's id for its log lines from here on (REQUEST_ID, read by JSON logs).
+    """
+    request_id = header if header and len(header) <= 200 and _valid_value(header) else fallback
+    REQUEST_ID.set(request_id)
+    return request_id

@@ -137,6 +137,8 @@ BARE_STATUS_TABLE: dict[grpc.StatusCode, tuple[HttpError, str]] = {
         "The gateway core dropped the request; try again shortly.",
     ),
 }
+# Seconds a caller should wait after a bare 503 from core (Retry-After).
+CORE_RETRY_AFTER_S = 1
 BARE_DEFAULT = (HttpError(500, SERVER_ERROR, None), "The server had an error while processing your request.")
 
 DEFAULT_MESSAGES: dict[int, str] = {

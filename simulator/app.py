@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from hypercorn.events import Closed
 from starlette.applications import Starlette
@@ -134,12 +134,14 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     inference = InferenceServiceASGIApplication(SimInferenceService(settings, state))
     BIDI_PATHS.add(f"{inference.path}/RunInference")
     app = Starlette(
+        # cast: where asgiref is installed, connectrpc types its apps with asgiref's protocols,
+        # which starlette's ASGIApp does not match structurally.
         routes=[
             *control.routes(state),
             *dashboard.routes(state),
             *auth.routes(settings, auth.AuthState()),
-            Mount(chat.path, chat),
-            Mount(ai.path, ai),
+            Mount(chat.path, cast(ASGIApp, chat)),
+            Mount(ai.path, cast(ASGIApp, ai)),
         ]
     )
     app.mount(inference.path, inference)

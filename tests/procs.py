@@ -159,6 +159,8 @@ def start_stack(
         "CURSORGATE_UPSTREAM_DIALECT": dialect,
         "CURSORGATE_CLI_INSTALL_URL": f"http://127.0.0.1:{sim_port}/install",
         "CURSORGATE_LOGIN_URL": f"http://127.0.0.1:{sim_port}",
+        # Off unless a test asks for it: stacks run side by side and would race for port 9464.
+        "CURSORGATE_METRICS_PORT": "0",
         **(env_extra or {}),
     }
     stack = Stack(

@@ -16,7 +16,7 @@ from facade.core_client import request_id_from
 from facade.errors import invalid_unicode
 from facade.guard import CLIENT_CLOSED, ClientGone, await_core
 from facade.responses import OrjsonResponse
-from facade.sse import open_stream
+from facade.sse import PING_EVENT, open_stream
 
 logger = logging.getLogger("facade.anthropic")
 
@@ -89,7 +89,8 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
         call = core.chat.StreamChat(chat_request, metadata=metadata, timeout=timeout)
         try:
             stream = MessageStream(message_id=message_id, model=body.model)
-            return await open_stream(call, stream, request.receive, headers)
+            keepalive_s = settings_of(request).sse_keepalive_s
+            return await open_stream(call, stream, request.receive, headers, keepalive_s, PING_EVENT)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
 

@@ -145,7 +145,9 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
             completion_id=completion_id, model=body.model, include_usage=include_usage, prefix=prefix
         )
         try:
-            return await open_stream(call, stream, request.receive, headers)
+            return await open_stream(
+                call, stream, request.receive, headers, settings_of(request).sse_keepalive_s
+            )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
 

@@ -85,7 +85,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             legacy_functions=body.legacy_functions,
         )
         try:
-            return await open_stream(call, chunks, request.receive, headers)
+            return await open_stream(
+                call, chunks, request.receive, headers, settings_of(request).sse_keepalive_s
+            )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
 

@@ -1,0 +1,171 @@
+"""Cooldowns shared across core replicas through Redis: two real cores on one database and one
+Debian redis-server; a rate limit one core met is honoured by the other without asking Cursor."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import Proc, Stack, free_port, start_stack, wait_port
+
+MODEL = "claude-4.5-sonnet"
+REDIS = shutil.which("redis-server")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (Debian: redis-server; .ci/run installs it)")
+    port = free_port()
+    log = tmp_path / "redis.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_port(port, proc, log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def ask(url: str, license: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hello"}]},
+        headers={"authorization": f"Bearer {license}"},
+        timeout=30,
+    )
+
+
+def second_replica(stack: Stack, tmp_path: Path) -> tuple[Proc, Proc]:
+    """Another core on the same database and Redis, and a facade in front of it alone."""
+    core = Proc("core-b", "core", free_port(), {**stack.core.env}, tmp_path / "core-b.log")
+    core.env["CURSORGATE_GRPC_PORT"] = str(core.port)
+    facade = Proc("facade-b", "facade", free_port(), {**stack.facade.env}, tmp_path / "facade-b.log")
+    facade.env["CURSORGATE_HTTP_PORT"] = str(facade.port)
+    facade.env["CURSORGATE_CORE_ADDRESS"] = f"127.0.0.1:{core.port}"
+    return core, facade
+
+
+def test_a_cooldown_set_by_one_core_is_honoured_by_the_other(tmp_path: Path, redis_url: str) -> None:
+    # The store's own sync would carry the cooldown over too, but only after its interval: make
+    # that an hour, so only Redis can explain what the second core knows.
+    env = {"CURSORGATE_REDIS_URL": redis_url, "CURSORGATE_STORE_SYNC_INTERVAL": "3600"}
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    try:
+        core_b.start()
+        facade_b.start()
+        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
+        assert ask(url_b, stack.license).status_code == 200  # core B can reach Cursor
+
+        # Cursor rate-limits the only account; core A meets it and cools the account down.
+        stack.sim_control("tokens", {"token": stack.token, "rate_limited_until": 300, "retry_after": 300})
+        first = ask(stack.base_url, stack.license)
+        assert first.status_code == 429
+        upstream_calls = len(stack.chat_requests())
+
+        # Core B refuses at once from the shared cooldown, without calling Cursor.
+        deadline = time.monotonic() + 5
+        while True:
+            second = ask(url_b, stack.license)
+            if len(stack.chat_requests()) == upstream_calls or time.monotonic() > deadline:
+                break
+            upstream_calls = len(stack.chat_requests())  # not yet seen by B: try once more
+            time.sleep(0.2)
+        assert second.status_code == 429
+        assert len(stack.chat_requests()) == upstream_calls
+        assert int(second.headers["retry-after"]) > 200  # the remaining cooldown, not a default
+        assert "cooled down by another replica" in core_b.log.read_text()
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
+
+
+def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Path, redis_url: str) -> None:
+    env = {"CURSORGATE_REDIS_URL": redis_url, "CURSORGATE_STORE_SYNC_INTERVAL": "3600"}
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    try:
+        core_b.start()
+        facade_b.start()
+        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
+        assert ask(url_b, stack.license).status_code == 200
+
+        # Cursor starts rejecting the only account's token; core A disables the account.
+        stack.sim_control("tokens", {"token": stack.token, "reject": True})
+        assert ask(stack.base_url, stack.license).status_code != 200
+        upstream_calls = len(stack.chat_requests())
+        time.sleep(0.5)  # published in the background
+
+        # Core B no longer offers it to Cursor: no account left, and no call upstream.
+        refused = ask(url_b, stack.license)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "no_account_available"
+        assert len(stack.chat_requests()) == upstream_calls
+        assert "disabled by another replica" in core_b.log.read_text()
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
+
+
+def test_redis_away_fails_nothing(tmp_path: Path) -> None:
+    """Nothing listens on the configured Redis port: core starts (after a bounded wait) and serves."""
+    stack = start_stack(tmp_path, {"CURSORGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    try:
+        assert ask(stack.base_url, stack.license).status_code == 200
+        assert "shared accounts: no subscription" in stack.core.log.read_text()
+    finally:
+        stack.stop()
+
+
+def test_a_license_cap_holds_across_cores_and_a_dead_cores_slots_come_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from tests.test_drain import StreamInBackground
+
+    env = {
+        "CURSORGATE_REDIS_URL": redis_url,
+        "CURSORGATE_LICENSE_MAX_CONCURRENT": "2",
+        "CURSORGATE_REDIS_SLOT_TTL": "2",
+    }
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    try:
+        core_b.start()
+        facade_b.start()
+        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
+        # Two long streams on core A take both slots of the license.
+        streams = [StreamInBackground(stack, "hold\nsim: chunks=100 delay_ms=200") for _ in range(2)]
+        for stream in streams:
+            assert stream.first_data.wait(20) and stream.status == 200
+        refused = ask(url_b, stack.license)
+        assert refused.status_code == 429  # core B counts core A's slots
+        assert "at most 2" in refused.json()["error"]["message"]
+        assert ask(stack.base_url, stack.license).status_code == 429
+
+        # Core A dies without releasing them: they stay taken until they expire, then come back.
+        assert stack.core.popen is not None
+        stack.core.popen.kill()
+        stack.core.popen.wait(10)
+        assert ask(url_b, stack.license).status_code == 429
+        deadline = time.monotonic() + 15
+        while (status := ask(url_b, stack.license).status_code) == 429 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert status == 200
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
