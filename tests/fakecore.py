@@ -53,6 +53,9 @@ STATUS_OF: dict[int, grpc.StatusCode] = {
     ErrorCode.ERROR_CODE_INTERNAL: grpc.StatusCode.INTERNAL,
     ErrorCode.ERROR_CODE_OUTPUT_INVALID: grpc.StatusCode.INTERNAL,
     ErrorCode.ERROR_CODE_RESPONSE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.ERROR_CODE_MAX_MODE_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.ERROR_CODE_STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 
 MODELS = [

@@ -68,6 +68,11 @@ ERROR_CASES: list[tuple[str, int, str, type[anthropic.APIStatusError]]] = [
     ("upstream_error", 500, "api_error", anthropic.InternalServerError),
     ("upstream_timeout", 504, "timeout_error", anthropic.InternalServerError),
     ("internal", 500, "api_error", anthropic.InternalServerError),
+    ("max_mode_required", 400, "invalid_request_error", anthropic.BadRequestError),
+    ("request_too_large", 413, "request_too_large", anthropic.APIStatusError),
+    ("store_unavailable", 529, "overloaded_error", anthropic.InternalServerError),
+    ("output_invalid", 500, "api_error", anthropic.InternalServerError),
+    ("response_not_found", 404, "not_found_error", anthropic.NotFoundError),
 ]
 
 
