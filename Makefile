@@ -35,6 +35,18 @@ $(GEN): $(STAMP) $(PROTOS)
 
 proto: $(GEN)
 
+# protos/cursorgate is a public API: `buf lint`, and `buf breaking` against the last landed main
+# (the commit in .ci/proto-baseline; move it forward when a change lands). buf comes from npm.
+BUF := .cache/buf/node_modules/.bin/buf
+$(BUF):
+	mkdir -p .cache/buf && cd .cache/buf && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0
+
+proto-check: $(BUF)
+	$(BUF) lint
+	rm -rf .cache/proto-baseline && mkdir -p .cache/proto-baseline
+	git archive $$(cat .ci/proto-baseline) protos/cursorgate | tar -x -C .cache/proto-baseline
+	$(BUF) breaking --against .cache/proto-baseline/protos
+
 run: install
 	$(BIN)/cursorgate run
 
