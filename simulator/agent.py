@@ -529,5 +529,5 @@ def _replay(view: ChatView, turn: agent.ConversationTurnStructure, blobs: dict[b
             assistant.tool_calls.append(ViewToolCall(call_id, name, values.args_json(call.args.args)))
             if call.result.HasField("success"):
                 text = "".join(c.text.text for c in call.result.success.content)
-                results.append(ViewToolResult(call_id, name, text))
+                results.append(ViewToolResult(call_id, name, text, call.result.success.is_error))
     flush()

@@ -106,7 +106,7 @@ def view_of(run: inf.RunInferenceRunRequest, request: inf.InferenceStreamRequest
             for c in message.tool_calls
         ]
         out.tool_results = [
-            ViewToolResult(r.tool_call_id, r.tool_name, _json(MessageToDict(r.result)))
+            ViewToolResult(r.tool_call_id, r.tool_name, _json(MessageToDict(r.result)), r.is_error)
             for r in message.tool_content.parts
         ]
         view.messages.append(out)

@@ -267,7 +267,7 @@ def test_required_tool_call_is_asked_for_once_more(stack: Stack, stream: bool) -
         "tool_choice": "required",
         "messages": [{"role": "user", "content": "Tell me a story\nsim: refuse_tools=once"}],
     }
-    before = len(stack.sim_control("requests"))
+    before = len(stack.chat_requests())
     response = post(stack, "/chat/completions", body)
     assert response.status_code == 200
     if stream:
@@ -281,13 +281,13 @@ def test_required_tool_call_is_asked_for_once_more(stack: Stack, stream: bool) -
         assert choice["finish_reason"] == "tool_calls"
         assert choice["message"]["content"] is None
         assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["get_current_weather"]
-    assert len(stack.sim_control("requests")) == before + 2
+    assert len(stack.chat_requests()) == before + 2
     first, second = sim_contexts(stack, 2)
     assert RETRY_INSTRUCTION not in first and RETRY_INSTRUCTION in second
 
 
 def test_required_tool_call_refused_twice_passes_the_text_on(client: openai.OpenAI, stack: Stack) -> None:
-    before = len(stack.sim_control("requests"))
+    before = len(stack.chat_requests())
     reply = client.chat.completions.create(
         model="gpt-5.2",
         tools=[{"type": "function", "function": WEATHER_FUNCTION}],
@@ -296,15 +296,15 @@ def test_required_tool_call_refused_twice_passes_the_text_on(client: openai.Open
     )
     assert reply.choices[0].finish_reason == "stop"
     assert reply.choices[0].message.content == "Simulated gpt-5.2 answer. You said: Tell me a story"
-    assert len(stack.sim_control("requests")) == before + 2  # one retry, no more
+    assert len(stack.chat_requests()) == before + 2  # one retry, no more
 
 
 def test_no_retry_when_no_tool_call_is_required(client: openai.OpenAI, stack: Stack) -> None:
-    before = len(stack.sim_control("requests"))
+    before = len(stack.chat_requests())
     reply = client.chat.completions.create(
         model="gpt-5.2",
         tools=[{"type": "function", "function": WEATHER_FUNCTION}],
         messages=[{"role": "user", "content": "Tell me a story\nsim: refuse_tools=always"}],
     )
     assert reply.choices[0].finish_reason == "stop"
-    assert len(stack.sim_control("requests")) == before + 1
+    assert len(stack.chat_requests()) == before + 1

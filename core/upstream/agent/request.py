@@ -165,7 +165,7 @@ class _Replay:
                         "toolCallId": message.tool_call_id,
                         "toolName": name,
                         "result": output,
-                        "isError": False,
+                        "isError": message.tool_error,
                     }
                 ],
             }
@@ -179,6 +179,7 @@ class _Replay:
             self._calls[message.tool_call_id] = step
         result = step.tool_call.mcp_tool_call.result.success
         result.content.add().text.text = output
+        result.is_error = message.tool_error
 
     def turn_blobs(self) -> list[bytes]:
         ids = []

@@ -178,6 +178,7 @@ async def stream_request(
                 tool_call_id=call_id,
                 tool_name=names.get(call_id, message.name),
                 result=struct_pb2.Value(string_value=text_of(message)),
+                is_error=message.tool_error,
             )
             body.messages.append(
                 inf.InferenceCoreMessage(role=TOOL, tool_content=inf.InferenceToolResultContent(parts=[part]))
