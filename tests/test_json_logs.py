@@ -19,7 +19,12 @@ MODEL = "claude-4.5-sonnet"
 def json_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = start_stack(
         tmp_path_factory.mktemp("json-logs"),
-        {"CURSORGATE_LOG_FORMAT": "json", "CURSORGATE_UPSTREAM_ATTEMPTS": "2"},
+        # DEBUG: every line the code can write, secrets checked at the most verbose level too.
+        {
+            "CURSORGATE_LOG_FORMAT": "json",
+            "CURSORGATE_UPSTREAM_ATTEMPTS": "2",
+            "CURSORGATE_LOG_LEVEL": "DEBUG",
+        },
     )
     yield stack
     stack.stop()
@@ -66,7 +71,8 @@ def test_without_a_header_the_gateways_id_is_used(json_stack: Stack) -> None:
 
 
 def test_facade_lines_carry_it_too_and_no_secret_is_logged(json_stack: Stack) -> None:
-    # With core gone the facade logs the bare gRPC failure itself, under the request's id.
+    # With core gone the facade logs the bare gRPC failure itself, under the request's id (at
+    # DEBUG: core being away is logged once, by the channel's watcher, not once per request).
     json_stack.core.stop()
     try:
         response = post(json_stack, "anyone there?", "rid-json-7777")
