@@ -131,7 +131,10 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     state = control.SimState()
     chat = ChatServiceASGIApplication(SimChatService(settings, state))
     ai = AiServiceASGIApplication(SimAiService(settings, state))
-    inference = InferenceServiceASGIApplication(SimInferenceService(settings, state))
+    # Whole messages are read, and Cursor's 4 MiB limit applied by the service itself.
+    inference = InferenceServiceASGIApplication(
+        SimInferenceService(settings, state), read_max_bytes=64 * 1024 * 1024
+    )
     BIDI_PATHS.add(f"{inference.path}/RunInference")
     app = Starlette(
         # cast: where asgiref is installed, connectrpc types its apps with asgiref's protocols,

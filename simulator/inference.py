@@ -180,6 +180,12 @@ _CLIENT_END = object()
 _DISCONNECTED = object()
 
 
+# Cursor's connect servers refuse a message over 4 MiB ("message is larger than configured max").
+# The simulator reads whole messages and refuses them itself: a server that stops reading
+# mid-message leaves hypercorn's HTTP/2 stream half-read (as in simulator/agent.py).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
 class SimInferenceService:
     def __init__(self, settings: SimulatorSettings, state: SimState) -> None:
         self.settings = settings
@@ -219,7 +225,13 @@ class SimInferenceService:
                 elif isinstance(item, Client):
                     kind = item.WhichOneof("message")
                     if kind == "finish_run":
+                        # Read the client's side to its end first: hypercorn 0.18 fails the
+                        # connection (KeyError) when data reaches a stream the app already ended.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(reader), 1.0)
                         return
+                    if item.ByteSize() > MAX_MESSAGE_BYTES:
+                        raise cursor_error("too_large")  # what Cursor's connect server answers
                     if kind == "invoke_model" and (player is None or player.done()):
                         invoke = item.invoke_model
                         view = view_of(run, invoke.request)
@@ -242,10 +254,14 @@ class SimInferenceService:
         try:
             # A planned silence before the first part is filled with heartbeats, as Cursor does.
             pause, plan = plan.first_delay_s, dataclasses.replace(plan, first_delay_s=0)
-            while pause > 0:
-                await asyncio.sleep(min(HEARTBEAT_S, pause))
-                pause -= HEARTBEAT_S
-                await _emit(queue, Server(heartbeat=inf.RunInferenceHeartbeat()))
+            try:
+                while pause > 0:
+                    await asyncio.sleep(min(HEARTBEAT_S, pause))
+                    pause -= HEARTBEAT_S
+                    await _emit(queue, Server(heartbeat=inf.RunInferenceHeartbeat()))
+            except asyncio.CancelledError:
+                self.state.cancelled_streams += 1  # the client left while the model "thought"
+                raise
             async for frame in paced(plan, self.state):
                 for message in render(invocation_id, frame):
                     await _emit(queue, message)

@@ -246,7 +246,7 @@ async def test_deadline_is_clamped_to_the_request_timeout(gateway: Stack) -> Non
             hello(), metadata=license_md(gateway), timeout=1e8
         )
     assert answer.content
-    [sent] = gateway.sim_control("requests")
+    [sent] = gateway.chat_requests()
     assert 0 < int(sent["headers"]["connect-timeout-ms"]) <= 600_000
 
 
