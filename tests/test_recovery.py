@@ -339,7 +339,7 @@ def test_sigterm_stops_everything_in_order(gateway: Run) -> None:
         assert run.status()["children"][name]["state"] == "stopped"
     log = run.logs(tail=0)
     # Last started, first stopped: the facade is gone before core is asked to stop.
-    assert log.rindex(f"Finished server process [{pids['facade']}]") < log.rindex("core stopping")
+    assert log.rindex(f"Finished server process [{pids['facade']}]") < log.rindex("core draining")
     assert " died (" not in log[log.rindex("core is back") :]  # stopping is not crashing
 
 
