@@ -44,11 +44,10 @@ from core.upstream.legacy.request import (
     TOOL_SERVER,
     Environment,
     build_request,
-    declared_tools,
     openai_call_id,
     split_call_id,
-    text_of,
 )
+from core.upstream.prompt import declared_tools, text_of
 from core.validate import upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack

@@ -25,7 +25,7 @@ from google.protobuf.json_format import MessageToDict
 from agent.v1 import agent_pb2 as agent
 from core.upstream.agent import values
 from core.upstream.images import ImageLoader
-from core.upstream.legacy.request import declared_tools, system_context, text_of
+from core.upstream.prompt import declared_tools, system_context, text_of
 from cursorgate.v1 import chat_pb2
 
 Role = chat_pb2.Role

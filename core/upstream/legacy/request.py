@@ -16,8 +16,8 @@ from google.protobuf.json_format import MessageToDict
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from core.upstream import instructions
 from core.upstream.images import ImageLoader
+from core.upstream.prompt import declared_tools, system_context, text_of
 from cursorgate.v1 import chat_pb2
 
 Role = chat_pb2.Role
@@ -52,10 +52,6 @@ class Environment:
     timezone: str = "UTC"
 
 
-def text_of(message: chat_pb2.Message) -> str:
-    return "\n".join(part.text for part in message.content if part.HasField("text"))
-
-
 def thinking_level(request: chat_pb2.ChatRequest) -> int:
     effort = request.reasoning_effort
     if effort in (Effort.REASONING_EFFORT_HIGH, Effort.REASONING_EFFORT_XHIGH):
@@ -68,30 +64,6 @@ def thinking_level(request: chat_pb2.ChatRequest) -> int:
         return THINKING_MEDIUM
     # [W] asks for HIGH on thinking variants.
     return THINKING_HIGH if request.model.endswith("-thinking") else 0
-
-
-def declared_tools(request: chat_pb2.ChatRequest) -> list[chat_pb2.Tool]:
-    """The tools Cursor is told about: none for tool_choice=none, only the named one when forced."""
-    choice = request.tool_choice
-    if choice.mode == Mode.MODE_NONE:
-        return []
-    if choice.mode == Mode.MODE_FUNCTION:
-        return [t for t in request.tools if t.name == choice.function_name]
-    return list(request.tools)
-
-
-def system_context(request: chat_pb2.ChatRequest, tools: list[chat_pb2.Tool]) -> str:
-    parts = [text_of(m) for m in request.messages if m.role in (Role.ROLE_SYSTEM, Role.ROLE_DEVELOPER)]
-    choice = request.tool_choice
-    if request.tools and choice.mode == Mode.MODE_NONE:
-        parts.append(instructions.NO_TOOLS)
-    elif choice.mode == Mode.MODE_FUNCTION:
-        parts.append(instructions.FORCE_TOOL.format(name=choice.function_name))
-    elif choice.mode == Mode.MODE_REQUIRED:
-        parts.append(instructions.REQUIRE_TOOL)
-    if tools and request.HasField("parallel_tool_calls") and not request.parallel_tool_calls:
-        parts.append(instructions.ONE_TOOL)
-    return "\n\n".join(p for p in parts if p)
 
 
 def _tool_result(
