@@ -288,6 +288,8 @@ async def test_kill_facade_while_streaming(gateway: Run) -> None:
 
     wait_for("facade back", lambda: chat(run).status_code == 200, RECOVERY_BOUND_S, run)
     print(f"RECOVERY facade kill -9 -> first 200: {time.monotonic() - killed_at:.2f} s")
+    # The facade may answer a moment before the supervisor's readiness probe has seen it.
+    wait_for("facade running", lambda: run.health()["processes"]["facade"]["state"] == "running", 10, run)
     facade = run.health()["processes"]["facade"]
     assert (facade["restarts"], facade["last_exit"], facade["state"]) == (1, -signal.SIGKILL, "running")
 
