@@ -124,6 +124,37 @@ DEFAULT_ALIASES: tuple[Alias, ...] = (
     ),
     _default("opus-4.5", OPUS, "The Cursor CLI's name for Claude 4.5 Opus."),
     _default("opus-4.5-thinking", OPUS_THINKING, "The Cursor CLI's name for Claude 4.5 Opus thinking."),
+    # Anthropic's own API ids, which the anthropic SDKs and Claude Code send (Claude Code 2.1.197
+    # defaults to claude-opus-4-8: shared/research/clients.md). Thinking is asked for by the
+    # request's `thinking` field, which picks the -thinking variant of what these resolve to.
+    *(
+        _default(name, ("claude-4.5-sonnet",), "Anthropic's API id for Claude Sonnet 4.5.")
+        for name in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
+    ),
+    *(
+        _default(name, ("claude-4-sonnet", "claude-4.5-sonnet"), "Anthropic's API id for Claude Sonnet 4.")
+        for name in ("claude-sonnet-4-0", "claude-sonnet-4-20250514")
+    ),
+    *(
+        _default(name, SONNET, "Anthropic's API id for Claude 3.7 Sonnet, retired: the current Sonnet.")
+        for name in ("claude-3-7-sonnet-latest", "claude-3-7-sonnet-20250219")
+    ),
+    *(
+        _default(name, ("claude-4.5-haiku",), "Anthropic's API id for a Claude Haiku: the current Haiku.")
+        for name in ("claude-haiku-4-5", "claude-haiku-4-5-20251001", "claude-3-5-haiku-latest")
+    ),
+    *(
+        _default(
+            name, OPUS, "Anthropic's API id for a Claude Opus (Claude Code's default): the current Opus."
+        )
+        for name in (
+            "claude-opus-4-5",
+            "claude-opus-4-5-20251101",
+            "claude-opus-4-1",
+            "claude-opus-4-1-20250805",
+            "claude-opus-4-8",
+        )
+    ),
 )
 
 

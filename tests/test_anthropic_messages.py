@@ -730,3 +730,18 @@ def test_langchain_chat_anthropic_with_thinking(stack: Stack) -> None:
     assert (
         blocks["text"]["text"] == "Simulated claude-4.5-sonnet-thinking answer. You said: thinking marker-12"
     )
+
+
+@pytest.mark.parametrize(
+    ("asked", "served"),
+    [("claude-opus-4-8", "claude-4.5-opus-high"), ("claude-sonnet-4-5", "claude-4.5-sonnet")],
+)
+def test_anthropic_model_ids_reach_cursors_models(
+    client: anthropic.Anthropic, stack: Stack, asked: str, served: str
+) -> None:
+    """Claude Code and the anthropic SDKs send Anthropic's own ids: built-in aliases serve them."""
+    message = client.messages.create(
+        model=asked, max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.model == asked
+    assert stack.last_view()["model"] == served

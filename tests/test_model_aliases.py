@@ -288,7 +288,7 @@ def start_core_expecting_failure(tmp: Path, aliases: str) -> str:
         ('{"a": "b", "b": "a"}', "CURSORGATE_MODEL_ALIASES: alias cycle: a -> b -> a"),
         (
             '{"claude-4.5-sonnet": "claude-3.5-sonnet"}',
-            "alias cycle: claude-3.5-sonnet -> claude-4.5-sonnet -> claude-3.5-sonnet",
+            "alias cycle: claude-4.5-sonnet -> claude-3.5-sonnet -> claude-4.5-sonnet",
         ),
         ('["gpt-5.2"]', "CURSORGATE_MODEL_ALIASES: expected a JSON object"),
     ],
