@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cursorgate.v1 import chat_pb2, responses_pb2
-from facade.config import FacadeSettings
-from facade.core_client import CoreClient, Metadata, call_metadata, request_id_from
+from facade.context import core_of, metadata_of, settings_of
+from facade.core_client import Metadata, request_id_from
 from facade.errors import SERVER_ERROR, OpenAIError, from_grpc_error, invalid_unicode
 from facade.guard import CLIENT_CLOSED, ClientGone, await_core
 from facade.openai_chat.routes import ERROR_RESPONSES
@@ -43,20 +43,6 @@ RESPONSE_NOT_FOUND = "response_not_found"
 router = APIRouter()
 
 
-def _core(request: Request) -> CoreClient:
-    core: CoreClient = request.app.state.core
-    return core
-
-
-def _settings(request: Request) -> FacadeSettings:
-    settings: FacadeSettings = request.app.state.settings
-    return settings
-
-
-def _metadata(request: Request, request_id: str) -> Metadata:
-    return call_metadata(request.headers.get("authorization"), request_id)
-
-
 def sse_frame(event: Event) -> bytes:
     """An SSE frame with the event's type as `event:`, as OpenAI sends Responses events."""
     kind: str = event["type"]
@@ -66,7 +52,7 @@ def sse_frame(event: Event) -> bytes:
 async def _history(request: Request, metadata: Metadata, previous_id: str) -> list[InputItem]:
     """The stored conversation a `previous_response_id` continues."""
     try:
-        stored = await _core(request).responses.GetResponse(
+        stored = await core_of(request).responses.GetResponse(
             responses_pb2.GetResponseRequest(id=previous_id), metadata=metadata, timeout=STORE_TIMEOUT
         )
     except grpc.aio.AioRpcError as error:
@@ -119,7 +105,7 @@ def _saver(
             previous_response_id=body.previous_response_id or "",
         )
         try:
-            await _core(request).responses.PutResponse(
+            await core_of(request).responses.PutResponse(
                 responses_pb2.PutResponseRequest(response=stored), metadata=metadata, timeout=STORE_TIMEOUT
             )
         except grpc.aio.AioRpcError as error:
@@ -143,11 +129,11 @@ def _saver(
 )
 async def create_response(body: CreateResponseRequest, request: Request) -> Response:
     _check_encodable(body)
-    core = _core(request)
-    timeout = _settings(request).request_timeout
+    core = core_of(request)
+    timeout = settings_of(request).request_timeout
     response_id = new_id("resp")
     request_id = request_id_from(request.headers.get("x-request-id"), response_id)
-    metadata = _metadata(request, request_id)
+    metadata = metadata_of(request, request_id)
     history = (
         await _history(request, metadata, body.previous_response_id) if body.previous_response_id else []
     )
@@ -225,9 +211,9 @@ async def _frames(
 
 
 async def _stored(request: Request, response_id: str) -> responses_pb2.StoredResponse:
-    metadata = _metadata(request, request_id_from(request.headers.get("x-request-id"), new_id("req")))
+    metadata = metadata_of(request, request_id_from(request.headers.get("x-request-id"), new_id("req")))
     try:
-        return await _core(request).responses.GetResponse(
+        return await core_of(request).responses.GetResponse(
             responses_pb2.GetResponseRequest(id=response_id), metadata=metadata, timeout=STORE_TIMEOUT
         )
     except grpc.aio.AioRpcError as error:
@@ -266,9 +252,9 @@ async def list_input_items(response_id: str, request: Request) -> Response:
 
 @router.delete("/responses/{response_id}", response_model=None, summary="Delete a stored response")
 async def delete_response(response_id: str, request: Request) -> Response:
-    metadata = _metadata(request, request_id_from(request.headers.get("x-request-id"), new_id("req")))
+    metadata = metadata_of(request, request_id_from(request.headers.get("x-request-id"), new_id("req")))
     try:
-        deleted = await _core(request).responses.DeleteResponse(
+        deleted = await core_of(request).responses.DeleteResponse(
             responses_pb2.DeleteResponseRequest(id=response_id), metadata=metadata, timeout=STORE_TIMEOUT
         )
     except grpc.aio.AioRpcError as error:
