@@ -52,13 +52,16 @@ def browser() -> Iterator[object]:
 
 
 def test_admin_page(admin_stack: Stack, browser: object) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     assert isinstance(browser, WebDriver)
-    wait = WebDriverWait(browser, 20)
+    # The page re-renders its tables after every action: an element found a moment ago may be
+    # replaced before it is read, so a stale reference means "look again", not failure.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"{admin_stack.root_url}/cursor/admin")
     assert browser.title == "cursorgate admin"
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Enter the admin key"))
@@ -110,6 +113,7 @@ window.fetch = (input, init) => String(input).endsWith("/api/accounts")
 
 
 def test_sections_load_independently(admin_stack: Stack, browser: object) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support import expected_conditions as ec
@@ -118,7 +122,9 @@ def test_sections_load_independently(admin_stack: Stack, browser: object) -> Non
     assert isinstance(browser, WebDriver)
     assert admin_stack.admin("POST", "/licenses", {"name": "still-listed"}).status_code == 201
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAIL_ACCOUNTS})
-    wait = WebDriverWait(browser, 20)
+    # The page re-renders its tables after every action: an element found a moment ago may be
+    # replaced before it is read, so a stale reference means "look again", not failure.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"{admin_stack.root_url}/cursor/admin")
     browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
     browser.find_element(By.ID, "save-key").click()
