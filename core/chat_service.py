@@ -16,7 +16,7 @@ from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
 from core.drain import CallGate
 from core.errors import Code, GatewayError, echo
-from core.licenses import License, LicenseRegistry
+from core.licenses import License, LicenseRegistry, key_prefix
 from core.metrics import CoreMetrics
 from core.resolve import ModelResolver
 from core.router import Router
@@ -70,10 +70,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.shared_slots = shared_slots
 
     async def _admit(
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any], meter: Meter
     ) -> tuple[License, str]:
         """Checks the call and uses the license; returns it and the model name the caller asked for."""
-        lic, requested = self._check(request, context)
+        lic, requested = self._check(request, context, meter)
         await self.licenses.use(lic)
         FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
         if not request.request_id:
@@ -82,11 +82,19 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         return lic, requested
 
     def _check(
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: chat_pb2.ChatRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        meter: Meter | None = None,
     ) -> tuple[License, str]:
         """Authenticate, validate and authorize without using the license (count_tokens too);
-        rewrites `request.model` (and `max_mode`) to what will serve."""
-        lic = self.licenses.authenticate(bearer(metadata_value(context, "authorization")))
+        rewrites `request.model` (and `max_mode`) to what will serve. `meter` learns who called
+        before the checks run, so a refused call is logged under its license or key prefix."""
+        credential = bearer(metadata_value(context, "authorization"))
+        if meter is not None:
+            meter.key_prefix = key_prefix(credential or "")
+            meter.license = self.licenses.identify(credential)
+        lic = self.licenses.authenticate(credential)
         validate_chat(request)
         validate_format(request)
         served = self.resolver.resolve(request.model, request.max_mode)
@@ -195,8 +203,9 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=True, metrics=self.metrics)
         requested = request.model
         try:
-            meter.license, requested = await self._admit(request, context)
-            async with self._slot(meter.license):
+            lic, requested = await self._admit(request, context, meter)
+            meter.admitted = True
+            async with self._slot(lic):
                 async for event in self._events(request, context):
                     meter.observe(event)
                     yield event
@@ -221,9 +230,11 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         meter = Meter(self.request_log, stream=False, metrics=self.metrics)
         requested = request.model
         try:
-            meter.license, requested = await self._admit(request, context)
-            async with self._slot(meter.license):
-                response = await aggregate(request, self._events(request, context), requested)
+            lic, requested = await self._admit(request, context, meter)
+            meter.admitted = True
+            async with self._slot(lic):
+                events = metered(meter, self._events(request, context))
+                response = await aggregate(request, events, requested)
             meter.usage.CopyFrom(response.usage)
             meter.outcome = "ok"
             return response
@@ -254,6 +265,16 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             log.exception("count_tokens failed unexpectedly")
             await context.abort_with_status(INTERNAL_ERROR.to_status())
             raise
+
+
+async def metered(
+    meter: Meter, events: AsyncIterator[chat_pb2.ChatEvent]
+) -> AsyncIterator[chat_pb2.ChatEvent]:
+    """The events, shown to the meter on their way (the time to first token of unary calls)."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            meter.observe(event)
+            yield event
 
 
 def must_call_tool(request: chat_pb2.ChatRequest) -> bool:

@@ -102,6 +102,15 @@ class LicenseRegistry:
     def __len__(self) -> int:
         return len(self._by_hash)
 
+    def identify(self, credential: str | None) -> License | None:
+        """The license a key belongs to, whatever its state (revoked, expired): for the request
+        log, which names the license a refused call presented. Checks nothing else."""
+        if credential is None:
+            return None
+        digest = hash_key(credential)
+        lic = self._by_hash.get(digest)
+        return lic if lic is not None and keys_equal(lic.key_hash, digest) else None
+
     def authenticate(self, credential: str | None) -> License:
         # Hashing first makes the dict lookup independent of the secret's bytes; the final
         # compare_digest guards the equality itself.

@@ -78,6 +78,10 @@ class RequestLogRow(Base):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     # Migration 0002_aliases: the name the caller sent when it differs from `model`.
     requested_model: Mapped[str] = mapped_column(String(200), default="")
+    # Migration 0003_request_log: the presented key's prefix when no license was found (never
+    # the key), and the time to the first answer token (0: none came).
+    key_prefix: Mapped[str] = mapped_column(String(32), default="")
+    ttft_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AliasRow(Base):
