@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from core.accounts import Account, AccountPool
 from core.aliases import Alias, AliasError, Offer
@@ -24,7 +25,7 @@ from core.refresh import Refresher
 from core.resolve import ModelResolver
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
 from core.store import Journal, Store
-from core.store.repo import DuplicateAccount
+from core.store.repo import USAGE_GROUPS, DuplicateAccount, RequestQuery
 from core.upstream.tokens import InvalidToken, jwt_claims, normalize_token
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
@@ -39,6 +40,10 @@ MAX_NAME = 200
 MAX_REQUESTS = 1000
 # A license may name this many models; beyond it a list of all-but-a-few is the better tool.
 MAX_ALLOWED_MODELS = 200
+# Usage series bucket sizes: (seconds, default span when `since` is unset), and how many
+# buckets one answer may span.
+BUCKETS = {"minute": (60, 3600.0), "hour": (3600, 86400.0), "day": (86400, 30 * 86400.0)}
+MAX_BUCKETS = 2000
 # The largest Unix time a Timestamp (and the admin page) can show: 9999-12-31T23:59:59Z.
 MAX_UNIX_SECONDS = 253_402_300_799
 
@@ -293,8 +298,24 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         limit = (
             request.limit if 0 < request.limit <= MAX_REQUESTS else (MAX_REQUESTS if request.limit else 100)
         )
+        if request.before_id < 0:
+            raise _invalid("before_id: must not be negative.")
+        since = _optional_time(request, "since")
+        until = _optional_time(request, "until")
+        query = RequestQuery(
+            license_id=_name(request.license_id, "license_id"),
+            model=_name(request.model, "model"),
+            account_id=_name(request.account_id, "account_id"),
+            outcome=_name(request.outcome, "outcome"),
+            since=since,
+            until=until,
+            before_id=request.before_id,
+        )
         await self.office.journal.flush()
-        entries = await self.office.store.recent_requests(limit)
+        # One more than asked: whether an older page exists, without counting.
+        entries = await self.office.store.recent_requests(limit + 1, query)
+        more = len(entries) > limit
+        entries = entries[:limit]
         return admin_pb2.ListRequestsResponse(
             requests=[
                 admin_pb2.RequestLogEntry(
@@ -310,9 +331,57 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                     outcome=e.outcome,
                     stream=e.stream,
                     requested_model=e.requested_model,
+                    key_prefix=e.key_prefix,
+                    ttft_ms=e.ttft_ms,
                 )
                 for e in entries
-            ]
+            ],
+            next_before_id=entries[-1].id if more else 0,
+        )
+
+    async def _usage_series(
+        self, request: admin_pb2.GetUsageSeriesRequest
+    ) -> admin_pb2.GetUsageSeriesResponse:
+        group_by = request.group_by.strip().lower() or "model"
+        if group_by not in USAGE_GROUPS:
+            raise _invalid(f"group_by: expected one of {', '.join(USAGE_GROUPS)}.")
+        bucket = request.bucket.strip().lower() or "hour"
+        if bucket not in BUCKETS:
+            raise _invalid(f"bucket: expected one of {', '.join(BUCKETS)}.")
+        size, default_span = BUCKETS[bucket]
+        until = _optional_time(request, "until")
+        until = time.time() if until is None else until
+        since = _optional_time(request, "since")
+        since = until - default_span if since is None else since
+        if since >= until:
+            raise _invalid("since: must be before until.")
+        if (until - since) / size > MAX_BUCKETS:
+            raise _invalid(f"since/until: at most {MAX_BUCKETS} {bucket} buckets; choose a larger bucket.")
+        await self.office.journal.flush()
+        rows = await self.office.store.usage_rows(group_by, size, since, until)
+        series: dict[str, admin_pb2.UsageSeries] = {}
+        totals: dict[str, int] = {}
+        for row in rows:
+            out = series.get(row.group)
+            if out is None:
+                out = series[row.group] = admin_pb2.UsageSeries(group=row.group, label=row.label or row.group)
+            out.buckets.add(
+                start=_ts(row.bucket),
+                requests=row.requests,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
+                errors=row.errors,
+                ttft_ms_mean=round(row.ttft_ms_total / row.ttft_samples) if row.ttft_samples else 0,
+            )
+            totals[row.group] = totals.get(row.group, 0) + row.requests
+        busiest = sorted(series, key=lambda group: (-totals[group], group))
+        return admin_pb2.GetUsageSeriesResponse(
+            group_by=group_by,
+            bucket=bucket,
+            since=_ts(since),
+            until=_ts(until),
+            bucket_seconds=size,
+            series=[series[group] for group in busiest],
         )
 
     # --- model aliases ---
@@ -420,6 +489,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.License:
         return await self._serve(context, self._update_license, request)
 
+    async def GetUsageSeries(
+        self, request: admin_pb2.GetUsageSeriesRequest, context: Context
+    ) -> admin_pb2.GetUsageSeriesResponse:
+        return await self._serve(context, self._usage_series, request)
+
     async def ProbeAccount(
         self, request: admin_pb2.ProbeAccountRequest, context: Context
     ) -> admin_pb2.Account:
@@ -465,6 +539,16 @@ def _client_version(value: str) -> str:
 
 def _timestamp_in_range(stamp: timestamp_pb2.Timestamp) -> bool:
     return 0 <= stamp.seconds <= MAX_UNIX_SECONDS and 0 <= stamp.nanos < 1_000_000_000
+
+
+def _optional_time(request: Message, field: str) -> float | None:
+    """A Timestamp field as Unix seconds; None when unset. INVALID_ARGUMENT when out of range."""
+    if not request.HasField(field):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(request, field)
+    if not _timestamp_in_range(stamp):
+        raise _invalid(f"{field}: must be a valid time between 1970 and the year 10000.")
+    return float(stamp.ToMilliseconds()) / 1000
 
 
 def _ts(seconds: float) -> timestamp_pb2.Timestamp:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import BigInteger, ColumnElement, case, delete, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from core.accounts import Account
 from core.licenses import License
@@ -42,10 +45,102 @@ class RequestEntry:
     stream: bool = False
     # What the caller asked for when an alias, "-max" suffix or variant changed it ("" if not).
     requested_model: str = ""
+    # The presented key's prefix, for requests refused before a license was found.
+    key_prefix: str = ""
+    ttft_ms: int = 0
     id: int = 0
 
 
 _LOG_FIELDS = tuple(f for f in RequestEntry.__dataclass_fields__ if f != "id")
+
+# Outcomes of requests the license checks refused (401, 403, 429 to the caller).
+REJECTED = (
+    "ERROR_CODE_UNAUTHENTICATED",
+    "ERROR_CODE_MODEL_NOT_ALLOWED",
+    "ERROR_CODE_QUOTA_EXCEEDED",
+    "ERROR_CODE_RATE_LIMITED",
+)
+# Not errors: served, or the caller went away.
+NOT_ERRORS = ("ok", "cancelled")
+
+
+@dataclass(slots=True)
+class RequestQuery:
+    """Filters of the request log; empty values match anything."""
+
+    license_id: str = ""
+    # Matches the model that served or the one asked for.
+    model: str = ""
+    account_id: str = ""
+    # "ok", "error", "rejected" or an outcome as logged.
+    outcome: str = ""
+    since: float | None = None
+    until: float | None = None
+    # Paging: only rows older than this id.
+    before_id: int = 0
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        row = RequestLogRow
+        found: list[ColumnElement[bool]] = []
+        if self.license_id:
+            found.append(row.license_id == self.license_id)
+        if self.model:
+            found.append(or_(row.model == self.model, row.requested_model == self.model))
+        if self.account_id:
+            found.append(row.account_id == self.account_id)
+        if self.outcome == "error":
+            found.append(row.outcome.not_in(NOT_ERRORS))
+        elif self.outcome == "rejected":
+            found.append(row.outcome.in_(REJECTED))
+        elif self.outcome:
+            found.append(row.outcome == self.outcome)
+        if self.since is not None:
+            found.append(row.time >= self.since)
+        if self.until is not None:
+            found.append(row.time < self.until)
+        if self.before_id:
+            found.append(row.id < self.before_id)
+        return found
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """One group's totals in one time bucket."""
+
+    group: str
+    label: str
+    bucket: int  # the bucket's start, Unix seconds
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    errors: int
+    ttft_ms_total: int
+    ttft_samples: int
+
+
+class bucket_index(FunctionElement[int]):
+    """floor(x / n) as an integer, n a trusted constant. PostgreSQL has floor(); SQLite builds
+    may lack it, and there a cast truncates, which is the same for the positive times here."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(bucket_index)
+def _bucket_index(element: bucket_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(floor({compiler.process(element.clauses, **kw)}) AS BIGINT)"
+
+
+@compiles(bucket_index, "sqlite")
+def _bucket_index_sqlite(element: bucket_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+USAGE_GROUPS = {
+    "model": RequestLogRow.model,
+    "license": RequestLogRow.license_id,
+    "account": RequestLogRow.account_id,
+}
 
 
 class Store:
@@ -224,7 +319,55 @@ class Store:
             if newest is not None and newest > keep:
                 await session.execute(delete(RequestLogRow).where(RequestLogRow.id <= newest - keep))
 
-    async def recent_requests(self, limit: int) -> list[RequestEntry]:
+    async def recent_requests(self, limit: int, query: RequestQuery | None = None) -> list[RequestEntry]:
+        """The newest rows that match `query`, newest first."""
+        conditions = query.conditions() if query is not None else []
         async with self._session() as session:
-            rows = await session.scalars(select(RequestLogRow).order_by(RequestLogRow.id.desc()).limit(limit))
+            rows = await session.scalars(
+                select(RequestLogRow).where(*conditions).order_by(RequestLogRow.id.desc()).limit(limit)
+            )
             return [RequestEntry(id=row.id, **{f: getattr(row, f) for f in _LOG_FIELDS}) for row in rows]
+
+    async def usage_rows(
+        self, group_by: str, bucket_seconds: int, since: float, until: float
+    ) -> list[UsageRow]:
+        """Per group and time bucket: requests, tokens, errors and TTFT sums, in one GROUP BY
+        (the same SQL on SQLite and PostgreSQL). `group_by` is a key of USAGE_GROUPS and
+        `bucket_seconds` a whole number the caller chose from its own table."""
+        row = RequestLogRow
+        group = USAGE_GROUPS[group_by]
+        # A literal, not a bound parameter: PostgreSQL must see the SELECT and GROUP BY
+        # expressions as one and the same.
+        index = bucket_index(row.time / literal_column(str(int(bucket_seconds))))
+        query = (
+            select(
+                group,
+                index,
+                func.max(row.license_name),
+                func.count(),
+                func.coalesce(func.sum(row.prompt_tokens), 0),
+                func.coalesce(func.sum(row.completion_tokens), 0),
+                func.coalesce(func.sum(case((row.outcome.not_in(NOT_ERRORS), 1), else_=0)), 0),
+                func.coalesce(func.sum(row.ttft_ms), 0),
+                func.coalesce(func.sum(case((row.ttft_ms > 0, 1), else_=0)), 0),
+            )
+            .where(row.time >= since, row.time < until)
+            .group_by(group, index)
+            .order_by(index)
+        )
+        async with self._session() as session:
+            result = await session.execute(query)
+            return [
+                UsageRow(
+                    group=str(name or ""),
+                    label=str(license_name or "") if group_by == "license" else str(name or ""),
+                    bucket=int(idx) * bucket_seconds,
+                    requests=int(n),
+                    prompt_tokens=int(p),
+                    completion_tokens=int(c),
+                    errors=int(e),
+                    ttft_ms_total=int(t),
+                    ttft_samples=int(k),
+                )
+                for name, idx, license_name, n, p, c, e, t, k in result.all()
+            ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -186,9 +187,66 @@ async def revoke_license(license_id: str, request: Request) -> Response:
 # --- request log ---
 
 
+def _iso_time(name: str, value: str) -> str:
+    """An ISO 8601 time from a query string as RFC 3339 for the JSON mapping (no zone: UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise OpenAIError(
+            400, f"{name}: expected an ISO 8601 time such as 2026-11-26T08:00:00Z.", param=name
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not 1970 <= parsed.astimezone(UTC).year <= 9999:
+        raise OpenAIError(400, f"{name}: must be between 1970 and 9999.", param=name)
+    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _query(request: Request, message: Req, names: dict[str, str], times: tuple[str, ...] = ()) -> Req:
+    """Query parameters -> a request message: `names` maps each accepted parameter to its field;
+    `times` are ISO 8601 parameters. Unknown parameters are an error, not silently ignored."""
+    data: dict[str, Any] = {}
+    for key, value in request.query_params.items():
+        field = names.get(key)
+        if field is None:
+            raise OpenAIError(
+                400,
+                f"Unknown query parameter '{key[:40]}'; expected one of {', '.join(names)}.",
+                param=key[:40],
+            )
+        data[field] = _iso_time(key, value) if key in times else value
+    try:
+        return ParseDict(data, message)
+    except ParseError as err:
+        raise OpenAIError(400, f"Invalid query parameter: {str(err)[:300]}") from None
+
+
+REQUEST_FILTERS = {
+    "limit": "limit",
+    "license": "license_id",
+    "model": "model",
+    "account": "account_id",
+    "outcome": "outcome",
+    "since": "since",
+    "until": "until",
+    "before_id": "before_id",
+}
+USAGE_PARAMS = {"group_by": "group_by", "bucket": "bucket", "since": "since", "until": "until"}
+
+
 @router.get("/api/requests")
-async def list_requests(request: Request, limit: int = 100) -> Response:
-    return await _call(request, _stub(request).ListRequests, admin_pb2.ListRequestsRequest(limit=limit))
+async def list_requests(request: Request) -> Response:
+    """`?license=&model=&account=&outcome=&since=&until=&limit=&before_id=`; the answer's
+    `next_before_id` is the next page's `before_id` ("0": no older page)."""
+    message = _query(request, admin_pb2.ListRequestsRequest(), REQUEST_FILTERS, ("since", "until"))
+    return await _call(request, _stub(request).ListRequests, message)
+
+
+@router.get("/api/usage")
+async def usage_series(request: Request) -> Response:
+    """`?group_by=model|license|account&bucket=minute|hour|day&since=ISO&until=ISO`."""
+    message = _query(request, admin_pb2.GetUsageSeriesRequest(), USAGE_PARAMS, ("since", "until"))
+    return await _call(request, _stub(request).GetUsageSeries, message)
 
 
 # --- model aliases ---
@@ -229,6 +287,22 @@ async def page(request: Request) -> Response:
 @router.get("/admin.js")
 async def script(request: Request) -> Response:
     return Response(_static("admin.js"), media_type="text/javascript; charset=utf-8", headers=PAGE_HEADERS)
+
+
+# The chart library, as npm publishes it (`make vendor`; version and license beside it).
+VENDOR_FILES = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "uPlot.LICENSE": "text/plain; charset=utf-8",
+}
+
+
+@router.get("/vendor/{name}")
+async def vendor(name: str, request: Request) -> Response:
+    media_type = VENDOR_FILES.get(name)
+    if media_type is None:
+        raise OpenAIError(404, "No such file.", code="not_found")
+    return Response(_static(f"vendor/{name}"), media_type=media_type, headers=PAGE_HEADERS)
 
 
 @router.get("/admin.css")
