@@ -8,7 +8,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GEN    := gen/.stamp
 
-.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
+# The admin page's chart library (uPlot, MIT), committed as npm publishes it so the gateway
+# serves it with no build step; `make vendor` fetches it again, `make vendor-check` proves the
+# committed files are byte for byte that npm release.
+UPLOT_VERSION := 1.6.32
+UPLOT_DIR     := .cache/vendor/uplot-$(UPLOT_VERSION)/node_modules/uplot
+VENDOR_DIR    := facade/admin/static/vendor
+
+.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
 
 all: test
 
@@ -46,6 +53,20 @@ proto-check: $(BUF)
 	rm -rf .cache/proto-baseline && mkdir -p .cache/proto-baseline
 	git archive $$(cat .ci/proto-baseline) protos/cursorgate | tar -x -C .cache/proto-baseline
 	$(BUF) breaking --against .cache/proto-baseline/protos
+
+$(UPLOT_DIR)/package.json:
+	mkdir -p .cache/vendor/uplot-$(UPLOT_VERSION)
+	cd .cache/vendor/uplot-$(UPLOT_VERSION) && npm install --silent --no-audit --no-fund --ignore-scripts uplot@$(UPLOT_VERSION)
+
+vendor: $(UPLOT_DIR)/package.json
+	cp $(UPLOT_DIR)/dist/uPlot.iife.min.js $(UPLOT_DIR)/dist/uPlot.min.css $(VENDOR_DIR)/
+	cp $(UPLOT_DIR)/LICENSE $(VENDOR_DIR)/uPlot.LICENSE
+
+vendor-check: $(UPLOT_DIR)/package.json
+	cmp $(UPLOT_DIR)/dist/uPlot.iife.min.js $(VENDOR_DIR)/uPlot.iife.min.js
+	cmp $(UPLOT_DIR)/dist/uPlot.min.css $(VENDOR_DIR)/uPlot.min.css
+	cmp $(UPLOT_DIR)/LICENSE $(VENDOR_DIR)/uPlot.LICENSE
+	grep -q '(v$(UPLOT_VERSION))' $(VENDOR_DIR)/uPlot.iife.min.js
 
 run: install
 	$(BIN)/cursorgate run
