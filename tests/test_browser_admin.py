@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.procs import Stack
 from tests.store_backends import ADMIN_KEY, admin_stack, database_url, distinct_token
@@ -75,12 +80,12 @@ def test_admin_page(admin_stack: Stack, browser: object) -> None:
     browser.find_element(By.ID, "account-label").send_keys("from the browser")
     browser.find_element(By.ID, "add-account").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "accounts"), "from the browser"))
-    row = browser.find_element(By.XPATH, "//tr[td[text()='from the browser']]")
-    assert f"{token[:4]}…{token[-4:]}" in row.text and "active" in row.text
+    card = browser.find_element(By.XPATH, "//article[h3[text()='from the browser']]")
+    assert f"{token[:4]}…{token[-4:]}" in card.text and "active" in card.text
     assert token not in browser.page_source
     # "Expand token details": the models the account offers.
-    row.find_element(By.XPATH, ".//button[text()='Details']").click()
-    details = row.find_element(By.XPATH, "following-sibling::tr[1]")
+    card.find_element(By.XPATH, ".//button[text()='Details']").click()
+    details = card.find_element(By.CSS_SELECTOR, ".details")
     wait.until(lambda _: details.is_displayed())
     assert "composer-1" in details.text and "membershipType" in details.text
 
@@ -132,3 +137,190 @@ def test_sections_load_independently(admin_stack: Stack, browser: object) -> Non
     wait.until(ec.text_to_be_present_in_element((By.ID, "accounts-status"), "boom in core"))
     assert browser.find_element(By.ID, "accounts-status").is_displayed()
     assert not browser.find_element(By.ID, "licenses-status").is_displayed()
+
+
+# Screenshots of the page as the tests leave it: kept for people to look at (CI uploads the
+# directory), ignored by git. tests/README.md says where they go.
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello chart"}]
+# Its logged prefix is a quarter of it: "sk-cg-wr".
+WRONG_KEY = "sk-cg-wrong-0123456789abcdefghij"
+
+
+def screenshot(driver: object, name: str) -> None:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(driver, WebDriver)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def send_traffic(stack: Stack, key: str, answers: int) -> None:
+    """`answers` composer-1 answers (every third streamed) and one call with an unknown key."""
+    api = openai.OpenAI(base_url=stack.base_url, api_key=key, max_retries=0)
+    for n in range(answers):
+        if n % 3 == 2:
+            for _ in api.chat.completions.create(model="composer-1", messages=HELLO, stream=True):
+                pass
+        else:
+            api.chat.completions.create(model="composer-1", messages=HELLO)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=stack.base_url, api_key=WRONG_KEY, max_retries=0).chat.completions.create(
+            model="composer-1", messages=HELLO
+        )
+
+
+def test_charts_log_and_license_editing(admin_stack: Stack, browser: object) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    created = admin_stack.admin("POST", "/licenses", {"name": "chart-team"}).json()
+    send_traffic(admin_stack, created["key"], answers=11)
+
+    browser.set_window_size(1400, 2600)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"{admin_stack.root_url}/cursor/admin")
+    browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "save-key").click()
+
+    # The charts hold the traffic just sent: 11 answers and the refused call, all for composer-1.
+    def chart(metric: str) -> Any:
+        return browser.find_element(By.ID, f"chart-{metric}")
+
+    wait.until(lambda _: chart("requests").get_attribute("data-total") == "12")
+    assert json.loads(chart("requests").get_attribute("data-groups") or "") == ["composer-1"]
+    assert chart("errors").get_attribute("data-total") == "1"
+    assert int(chart("tokens").get_attribute("data-total") or 0) > 11
+    for metric in ("requests", "tokens", "errors", "ttft"):
+        # Drawn by uPlot: its canvas, and its legend naming the series.
+        assert chart(metric).find_element(By.CSS_SELECTOR, ".uplot canvas").size["width"] > 300
+        legend = chart(metric).find_element(By.CSS_SELECTOR, ".u-legend").text
+        assert "composer-1" in legend, legend
+    assert browser.find_element(By.ID, "usage-table").get_attribute("textContent")
+    screenshot(browser, "charts-by-model")
+
+    Select(browser.find_element(By.ID, "usage-group")).select_by_value("license")
+    browser.find_element(By.ID, "usage-apply").click()
+    wait.until(lambda _: "chart-team" in (chart("requests").get_attribute("data-groups") or ""))
+    assert json.loads(chart("requests").get_attribute("data-groups") or "") == [
+        "chart-team",
+        "(none: rejected)",
+    ]
+    screenshot(browser, "charts-by-license")
+
+    # The log: ten a page, the eleventh and twelfth entries on the second.
+    table = browser.find_element(By.ID, "requests")
+    Select(browser.find_element(By.ID, "filter-limit")).select_by_value("10")
+    browser.find_element(By.ID, "filter-apply").click()
+    wait.until(lambda _: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 10)
+    first_page = {
+        r.get_attribute("data-request-id") for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    browser.find_element(By.ID, "page-older").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "page-number"), "Page 2"))
+    wait.until(lambda _: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2)
+    second_page = {
+        r.get_attribute("data-request-id") for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    assert not first_page & second_page and len(first_page | second_page) == 12
+    assert not browser.find_element(By.ID, "page-older").is_enabled()
+    browser.find_element(By.ID, "page-newer").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "page-number"), "Page 1"))
+
+    # Only the refused call, under its key's prefix and never the key.
+    Select(browser.find_element(By.ID, "filter-outcome")).select_by_value("rejected")
+    browser.find_element(By.ID, "filter-apply").click()
+    wait.until(lambda _: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 1)
+    wait.until(ec.text_to_be_present_in_element((By.ID, "requests"), "ERROR_CODE_UNAUTHENTICATED"))
+    row = table.find_element(By.CSS_SELECTOR, "tbody tr")
+    assert "key sk-cg-wr…" in row.text
+    assert WRONG_KEY not in browser.page_source and "wrong-0123" not in browser.page_source
+    screenshot(browser, "request-log-rejected")
+
+    # By license: the refused call is not the license's.
+    Select(browser.find_element(By.ID, "filter-outcome")).select_by_value("")
+    Select(browser.find_element(By.ID, "filter-license")).select_by_visible_text("chart-team")
+    browser.find_element(By.ID, "filter-apply").click()
+    wait.until(lambda _: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 10)
+    assert "ERROR_CODE_UNAUTHENTICATED" not in table.text
+
+    # Edit the license: name, allowed models, quota; then disable it.
+    row_of = "//table[@id='licenses']//tr[td[text()='{}']]"
+    browser.find_element(By.XPATH, row_of.format("chart-team")).find_element(
+        By.XPATH, ".//button[text()='Edit']"
+    ).click()
+    form = browser.find_element(By.ID, "license-edit")
+    wait.until(lambda _: form.is_displayed())
+    name = browser.find_element(By.ID, "edit-name")
+    name.clear()
+    name.send_keys("chart-team-2")
+    browser.find_element(By.ID, "edit-models").send_keys("composer-1")
+    browser.find_element(By.ID, "edit-quota").send_keys("500")
+    screenshot(browser, "license-edit")
+    browser.find_element(By.ID, "edit-save").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "licenses"), "chart-team-2"))
+    edited = browser.find_element(By.XPATH, row_of.format("chart-team-2")).text
+    assert "composer-1" in edited and "11 / 500" in edited and "active" in edited
+    stored = next(
+        x for x in admin_stack.admin("GET", "/licenses").json()["licenses"] if x["name"] == "chart-team-2"
+    )
+    assert stored["allowed_models"] == ["composer-1"] and int(stored["request_quota"]) == 500
+
+    browser.find_element(By.XPATH, row_of.format("chart-team-2")).find_element(
+        By.XPATH, ".//button[text()='Edit']"
+    ).click()
+    wait.until(lambda _: form.is_displayed())
+    browser.find_element(By.ID, "edit-enabled").click()
+    browser.find_element(By.ID, "edit-save").click()
+    wait.until(lambda d: "revoked" in d.find_element(By.XPATH, row_of.format("chart-team-2")).text)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=admin_stack.base_url, api_key=created["key"], max_retries=0).models.list()
+    screenshot(browser, "licenses-after-edit")
+
+
+# Adds what the account helpers' fields look like to the real accounts listing (this branch's
+# core does not fill them yet): the cards must show them when present.
+ACCOUNT_EXTRAS = """
+const realFetch = window.fetch.bind(window);
+window.fetch = async (input, init) => {
+  const response = await realFetch(input, init);
+  if (!String(input).endsWith("/api/accounts")) return response;
+  const data = await response.json();
+  for (const a of data.accounts) { a.proxy = "socks5://***@10.0.0.7:1080"; a.remaining_credit = 12.5; }
+  return new Response(JSON.stringify(data), {status: response.status, headers: response.headers});
+};
+"""
+
+
+def test_account_cards(admin_stack: Stack, browser: object) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ACCOUNT_EXTRAS})
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"{admin_stack.root_url}/cursor/admin")
+    browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "accounts"), "CURSOR_TOKEN"))
+    card = browser.find_element(By.XPATH, "//article[h3[text()='CURSOR_TOKEN']]")
+    facts = {
+        f.get_attribute("data-fact"): f.text.split(": ", 1)[1]
+        for f in card.find_elements(By.CSS_SELECTOR, "[data-fact]")
+        if f.is_displayed()
+    }
+    assert facts["Proxy"] == "socks5://***@10.0.0.7:1080"
+    assert facts["Remaining credit"] == "$12.50"
+    assert facts["Dialect"].startswith("auto")
+    # The simulator's token renews nothing and expires in the future; the plan is the simulator's.
+    assert facts["Renewal"].startswith("none")
+    assert facts["Token expires"] != "unknown"
+    assert "pro" in facts["Plan"].lower()
+    screenshot(browser, "account-cards")
