@@ -208,7 +208,7 @@ def test_charts_log_and_license_editing(admin_stack: Stack, browser: object) -> 
     wait.until(lambda _: "chart-team" in (chart("requests").get_attribute("data-groups") or ""))
     assert json.loads(chart("requests").get_attribute("data-groups") or "") == [
         "chart-team",
-        "(none: rejected)",
+        "(no license: rejected)",
     ]
     screenshot(browser, "charts-by-license")
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -202,3 +203,19 @@ def test_usage_series_over_grpc(admin_stack: Stack) -> None:
     assert [s.group for s in answer.series] == ["composer-1", "gpt-5.2"]  # busiest first
     assert answer.until.seconds - answer.since.seconds == 30 * 86400
     assert all(b.start.seconds % 86400 == 0 for s in answer.series for b in s.buckets)
+
+
+def test_page_serves_its_chart_library(admin_stack: Stack) -> None:
+    """The charting library comes from the gateway itself, under the page's CSP; nothing else
+    is served from the vendor directory."""
+    page = httpx.get(f"{admin_stack.root_url}/cursor/admin")
+    assert '<script src="/cursor/admin/vendor/uPlot.iife.min.js" defer></script>' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    library = httpx.get(f"{admin_stack.root_url}/cursor/admin/vendor/uPlot.iife.min.js")
+    assert library.status_code == 200 and library.headers["content-type"].startswith("text/javascript")
+    assert library.text.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    assert library.headers["x-content-type-options"] == "nosniff"
+    license_text = httpx.get(f"{admin_stack.root_url}/cursor/admin/vendor/uPlot.LICENSE").text
+    assert license_text.startswith("The MIT License")
+    for name in ("README.md", "..%2Froutes.py", "admin.js"):
+        assert httpx.get(f"{admin_stack.root_url}/cursor/admin/vendor/{name}").status_code == 404

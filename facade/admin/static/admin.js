@@ -93,7 +93,9 @@ const charts = {};
 
 function groupLabel(usage, series) {
   if (series.group) return series.label || series.group;
-  return usage.group_by === "model" ? "(no model)" : "(none: rejected)";
+  // Only calls refused before a license was found have none; calls that ended before an
+  // account was picked (refused, invalid, no account free) have no account.
+  return { model: "(no model)", license: "(no license: rejected)", account: "(no account)" }[usage.group_by] || "(none)";
 }
 
 function renderUsage(usage) {
