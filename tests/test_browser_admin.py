@@ -324,3 +324,62 @@ def test_account_cards(admin_stack: Stack, browser: object) -> None:
     assert facts["Token expires"] != "unknown"
     assert "pro" in facts["Plan"].lower()
     screenshot(browser, "account-cards")
+
+
+# The limit fields another branch adds to License, as they will arrive (int64 as JSON strings),
+# and the PATCHes the page sends, recorded and answered here: this branch's core has no limits yet.
+LICENSE_LIMITS = """
+window.__patches = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = async (input, init) => {
+  const url = String(input);
+  if (init && init.method === "PATCH" && url.includes("/api/licenses/")) {
+    window.__patches.push(JSON.parse(init.body));
+    return new Response("{}", {status: 200, headers: {"content-type": "application/json"}});
+  }
+  const response = await realFetch(input, init);
+  if (!url.endsWith("/api/licenses")) return response;
+  const data = await response.json();
+  for (const lic of data.licenses) {
+    if (lic.name !== "limits-team") continue;
+    Object.assign(lic, {rpm_limit: "60", token_budget: "1000", budget_period: "week", budget_used: "250",
+                        budget_resets_at: "2030-01-06T00:00:00Z"});
+  }
+  return new Response(JSON.stringify(data), {status: response.status, headers: response.headers});
+};
+"""
+
+
+def test_license_limits_form(admin_stack: Stack, browser: object) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    assert admin_stack.admin("POST", "/licenses", {"name": "limits-team"}).status_code == 201
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": LICENSE_LIMITS})
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"{admin_stack.root_url}/cursor/admin")
+    browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "licenses"), "limits-team"))
+    row = browser.find_element(By.XPATH, "//table[@id='licenses']//tr[td[text()='limits-team']]")
+    limits = row.find_element(By.CSS_SELECTOR, "td.limits").text
+    assert limits.startswith("60 req/min; 250 / 1000 tok per week (resets "), limits
+
+    row.find_element(By.XPATH, ".//button[text()='Edit']").click()
+    assert browser.find_element(By.ID, "edit-rpm").get_attribute("value") == "60"
+    assert browser.find_element(By.ID, "edit-budget").get_attribute("value") == "1000"
+    browser.find_element(By.ID, "edit-rpm").clear()
+    browser.find_element(By.ID, "edit-tpm").send_keys("5000")
+    Select(browser.find_element(By.ID, "edit-budget-period")).select_by_value("month")
+    browser.find_element(By.ID, "edit-save").click()
+    wait.until(lambda d: d.execute_script("return window.__patches.length") == 1)
+    # Only what changed, with the names the limits API takes.
+    assert browser.execute_script("return window.__patches[0]") == {
+        "clear_rpm_limit": True,
+        "tpm_limit": 5000,
+        "budget_period": "month",
+    }
