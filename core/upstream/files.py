@@ -207,7 +207,7 @@ class FileLoader:
                 max_bytes=self.max_bytes,
                 failed=FETCH_FAILED,
                 what="file",
-                oversize=Code.ERROR_CODE_REQUEST_TOO_LARGE,
+                oversize=self._too_large(param),
             )
         elif not part.url:
             raise invalid("A file part needs its data or a URL.", param)

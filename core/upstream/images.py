@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from aiserver.v1 import chat_pb2 as cursor
-from core.errors import Code, GatewayError, invalid
+from core.errors import GatewayError, invalid
 from cursorgate.v1 import chat_pb2
 
 # What Cursor's models accept ([W] adapter: PNG, JPEG, WebP, non-animated GIF).
@@ -159,11 +159,11 @@ class ImageLoader:
         max_bytes: int,
         failed: str,
         what: str,
-        oversize: Code = Code.ERROR_CODE_INVALID_REQUEST,
+        oversize: GatewayError | None = None,
     ) -> bytes:
         """The bytes at an http(s) URL under every rule above; `failed` is the one text for any
         failure the network decides, `what` names the thing in the other messages, `oversize` is
-        the code of the error for a body over `max_bytes`."""
+        the error for a body over `max_bytes` (default: a 400 saying so)."""
         target = parse_url(url, param, what)
         try:
             async with asyncio.timeout(self.fetch_timeout), self._owners.hold(FETCH_OWNER.get()):
@@ -224,7 +224,12 @@ class ImageLoader:
 
     @staticmethod
     async def _read(
-        response: httpx.Response, param: str, max_bytes: int, failed: str, what: str, oversize: Code
+        response: httpx.Response,
+        param: str,
+        max_bytes: int,
+        failed: str,
+        what: str,
+        oversize: GatewayError | None,
     ) -> bytes:
         if response.status_code != 200:
             raise invalid(failed, param)
@@ -233,7 +238,7 @@ class ImageLoader:
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise GatewayError(oversize, f"The {what} is larger than {max_bytes} bytes.", param=param)
+                raise oversize or invalid(f"The {what} is larger than {max_bytes} bytes.", param)
             chunks.append(chunk)
         return b"".join(chunks)
 
