@@ -301,3 +301,14 @@ def test_binary_file_that_is_no_pdf_is_refused(client: openai.OpenAI) -> None:
     body: Any = info.value.body
     assert body["message"] == "Files of type application/zip are not accepted: only PDF and text files are."
     assert body["param"] == "messages[0].content[1].file"
+
+
+def test_count_tokens_counts_a_documents_text(claude: anthropic.Anthropic) -> None:
+    # 4000 characters of text -> 1000 tokens at 4 characters a token, plus the message's 4.
+    content: Any = [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a" * 4000}}
+    ]
+    counted = claude.messages.count_tokens(
+        model="claude-4.5-sonnet", messages=[{"role": "user", "content": content}]
+    )
+    assert counted.input_tokens == 1004
