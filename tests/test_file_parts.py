@@ -312,3 +312,37 @@ def test_count_tokens_counts_a_documents_text(claude: anthropic.Anthropic) -> No
         model="claude-4.5-sonnet", messages=[{"role": "user", "content": content}]
     )
     assert counted.input_tokens == 1004
+
+
+def test_anthropic_document_in_a_tool_result_follows_it(claude: anthropic.Anthropic, stack: Stack) -> None:
+    """Claude Code's Read of a file answers with a document block inside tool_result."""
+    tool: Any = {"name": "read", "description": "Read a file", "input_schema": {"type": "object"}}
+    messages: Any = [
+        {"role": "user", "content": "Read out.txt"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [
+                        {"type": "text", "text": "read ok"},
+                        {
+                            "type": "document",
+                            "title": "out.txt",
+                            "source": {"type": "text", "media_type": "text/plain", "data": "file from tool"},
+                        },
+                    ],
+                }
+            ],
+        },
+    ]
+    claude.messages.create(model="claude-4.5-sonnet", max_tokens=100, tools=[tool], messages=messages)
+    view = stack.last_view()
+    results = [r for m in view["messages"] for r in m["tool_results"]]
+    assert [(r["id"], r["content"]) for r in results] == [("toolu_1", "read ok")]
+    assert last_user(stack)["text"] == '<file name="out.txt" type="text/plain">\nfile from tool\n</file>'

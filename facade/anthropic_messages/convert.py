@@ -154,9 +154,9 @@ def _text_parts(content: str | list[Any], where: str) -> list[chat_pb2.ContentPa
     return parts
 
 
-def _tool_result(block: ToolResultBlock) -> list[chat_pb2.Message]:
-    """A tool message; images in the result follow as a user message (core takes images
-    from users only)."""
+def _tool_result(block: ToolResultBlock, where: str) -> list[chat_pb2.Message]:
+    """A tool message; images and documents in the result (Claude Code's Read of a PDF) follow
+    as a user message (core takes images and files from users only)."""
     tool = chat_pb2.Message(role=chat_pb2.ROLE_TOOL, tool_call_id=block.tool_use_id)
     images = chat_pb2.Message(role=chat_pb2.ROLE_USER)
     content = block.content
@@ -164,9 +164,11 @@ def _tool_result(block: ToolResultBlock) -> list[chat_pb2.Message]:
     if isinstance(content, str):
         texts.append(content)
     elif content is not None:
-        for part in content:
+        for j, part in enumerate(content):
             if isinstance(part, TextBlock):
                 texts.append(part.text)
+            elif isinstance(part, DocumentBlock):
+                images.content.extend(_document(part, f"{where}.content[{j}]"))
             else:
                 images.content.add(image=_image(part))
     tool.content.add(text="\n".join(texts))
@@ -205,7 +207,7 @@ def _messages(message: Message, index: int) -> list[chat_pb2.Message]:
             if current.content:
                 result.append(current)
                 current = chat_pb2.Message(role=role)
-            result.extend(_tool_result(block))
+            result.extend(_tool_result(block, where))
         elif isinstance(block, ThinkingBlock):
             current.reasoning += block.thinking
         elif isinstance(block, RedactedThinkingBlock):

@@ -89,7 +89,7 @@ class ToolUseBlock(_Model):
         return value
 
 
-ToolResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+ToolResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(_Model):
