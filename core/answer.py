@@ -17,12 +17,22 @@ def estimate_tokens(chars: int) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN) if chars else 0
 
 
+def _part_chars(part: chat_pb2.ContentPart) -> int:
+    if part.HasField("text"):
+        return len(part.text)
+    if part.HasField("file"):
+        # A file's bytes, as characters (a text file is inlined; a fetched one is unknown here).
+        file = part.file
+        return len(file.data) if file.HasField("data") else len(file.url) * 3 // 4
+    return 85 * CHARS_PER_TOKEN  # an image: OpenAI's flat low-detail cost
+
+
 def prompt_chars(request: chat_pb2.ChatRequest) -> int:
     total = 0
     for message in request.messages:
         total += 4 * CHARS_PER_TOKEN  # per-message overhead, as OpenAI counts it
         for part in message.content:
-            total += len(part.text) if part.HasField("text") else 85 * CHARS_PER_TOKEN
+            total += _part_chars(part)
         for call in message.tool_calls:
             total += len(call.name) + len(call.arguments)
     for tool in request.tools:

@@ -117,6 +117,9 @@ class CoreSettings(BaseSettings):
     ghost_mode: bool = True
 
     image_max_bytes: int = 8 * 1024 * 1024
+    # Per file part (PDF or text), decoded or fetched; over it: 413. Cursor refuses a request
+    # over 4 MiB, and a PDF travels base64-encoded on the inference dialect (4/3 of its size).
+    file_max_bytes: int = Field(default=2 * 1024 * 1024, ge=0)
     # Seconds for a whole image fetch (every redirect and the last byte), not per read.
     image_fetch_timeout: float = 10.0
     # Image fetches one license, and one host, may have open at once (others wait their turn

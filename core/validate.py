@@ -23,6 +23,8 @@ MAX_STOP = 4
 # Images per request (each up to CURSORGATE_IMAGE_MAX_BYTES); Anthropic's API allows 100, Cursor's
 # IDE sends a handful.
 MAX_IMAGES = 32
+# File parts per request (each up to CURSORGATE_FILE_MAX_BYTES).
+MAX_FILES = 20
 # Serialized size of one tool's parameter schema; large MCP schemas stay far below it.
 MAX_TOOL_SCHEMA_BYTES = 64 * 1024
 
@@ -124,6 +126,7 @@ def _finite(value: struct_pb2.Struct | struct_pb2.ListValue | struct_pb2.Value) 
 def _validate_messages(request: chat_pb2.ChatRequest) -> None:
     call_ids: set[str] = set()
     images = 0
+    files = 0
     for i, message in enumerate(request.messages):
         if message.role == Role.ROLE_UNSPECIFIED:
             raise invalid("Each message needs a role.", f"messages[{i}].role")
@@ -142,6 +145,15 @@ def _validate_messages(request: chat_pb2.ChatRequest) -> None:
                     f"messages[{i}].tool_call_id",
                 )
         for part in message.content:
+            if part.HasField("file"):
+                if message.role != Role.ROLE_USER:
+                    raise invalid("Files are accepted in user messages only.", f"messages[{i}].content")
+                files += 1
+                if files > MAX_FILES:
+                    raise invalid(
+                        f"At most {MAX_FILES} files are accepted per request.", f"messages[{i}].content"
+                    )
+                continue
             if not part.HasField("image"):
                 continue
             if message.role != Role.ROLE_USER:
@@ -173,6 +185,12 @@ def upstream_size_bound(request: chat_pb2.ChatRequest) -> int:
                     total += len(image.url) * 3 // 4 + MESSAGE_OVERHEAD
                 else:
                     total += len(image.url) + MESSAGE_OVERHEAD
+            elif part.HasField("file"):
+                # At most base64 on the wire (RunInference); an inlined text file is smaller. A
+                # fetched file is bounded by CURSORGATE_FILE_MAX_BYTES.
+                file = part.file
+                size = len(file.data) * 4 // 3 if file.HasField("data") else len(file.url)
+                total += size + _utf8_len(file.filename) + MESSAGE_OVERHEAD
             else:
                 text = part.text
                 total += _utf8_len(text)

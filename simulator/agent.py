@@ -30,6 +30,7 @@ from simulator import script
 from simulator.config import SimulatorSettings
 from simulator.control import SimState
 from simulator.errors import cursor_error
+from simulator.files import check_file
 from simulator.pacing import paced
 from simulator.service import Checks, admit, log_request
 from simulator.view import ChatView, ViewImage, ViewMessage, ViewTool, ViewToolCall, ViewToolResult
@@ -455,9 +456,13 @@ def _user_view(user: agent.UserMessage) -> ViewMessage | None:
         ViewImage(i.dimension.width, i.dimension.height, base64.b64encode(i.data).decode(), i.mime_type)
         for i in user.selected_context.selected_images
     ]
-    if not user.text and not images:
+    files = [
+        check_file(d.data, d.mime_type, d.filename, "selected_context.documents")
+        for d in user.selected_context.documents
+    ]
+    if not user.text and not images and not files:
         return None  # a continuation after tool results: nothing new from the user
-    return ViewMessage("user", user.text, images=images)
+    return ViewMessage("user", user.text, images=images, files=files)
 
 
 def _with(view: ChatView, message: ViewMessage | None) -> ChatView:

@@ -31,9 +31,18 @@ from simulator import script
 from simulator.config import SimulatorSettings
 from simulator.control import SimState
 from simulator.errors import cursor_error
+from simulator.files import check_file
 from simulator.pacing import paced
 from simulator.service import Checks, admit, log_request
-from simulator.view import ChatView, ViewImage, ViewMessage, ViewTool, ViewToolCall, ViewToolResult
+from simulator.view import (
+    ChatView,
+    ViewFile,
+    ViewImage,
+    ViewMessage,
+    ViewTool,
+    ViewToolCall,
+    ViewToolResult,
+)
 
 Client = inf.RunInferenceClientMessage
 Server = inf.RunInferenceServerMessage
@@ -71,6 +80,14 @@ def _image(part: inf.InferenceImagePart) -> ViewImage:
     return ViewImage(width, height, part.data, part.mime_type)
 
 
+def _file(part: inf.InferenceFilePart) -> ViewFile:
+    try:
+        data = base64.b64decode(part.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConnectError(Code.INVALID_ARGUMENT, "file part data is not base64") from None
+    return check_file(data, part.media_type, part.filename, "file part")
+
+
 def _json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -98,6 +115,9 @@ def view_of(run: inf.RunInferenceRunRequest, request: inf.InferenceStreamRequest
             raise ConnectError(Code.INVALID_ARGUMENT, f"unknown message role {message.role}")
         out = ViewMessage(role, _text(message))
         out.images = [_image(p.image) for p in message.parts.parts if p.HasField("image")]
+        out.files = [_file(p.file) for p in message.parts.parts if p.HasField("file")]
+        if out.files and message.role != inf.INFERENCE_MESSAGE_ROLE_USER:
+            raise ConnectError(Code.INVALID_ARGUMENT, "file parts are accepted in user messages only")
         out.reasoning = "".join(r.text for r in message.reasoning_parts)
         out.tool_calls = [
             ViewToolCall(

@@ -18,6 +18,18 @@ class ViewImage:
 
 
 @dataclass
+class ViewFile:
+    """A file Cursor received as a file (not inlined text): RunInference file parts, agent
+    documents."""
+
+    filename: str = ""
+    mime_type: str = ""
+    # Base64 of the file bytes, as Cursor received them.
+    data: str = ""
+    size: int = 0
+
+
+@dataclass
 class ViewToolCall:
     id: str
     name: str
@@ -38,6 +50,8 @@ class ViewMessage:
     role: str  # "user", "assistant", "tool"
     text: str = ""
     images: list[ViewImage] = field(default_factory=list)
+    # Files carried as files; a text file the gateway inlined is part of `text`.
+    files: list[ViewFile] = field(default_factory=list)
     tool_calls: list[ViewToolCall] = field(default_factory=list)
     tool_results: list[ViewToolResult] = field(default_factory=list)
     # An assistant message's reasoning, as the caller sent it back.

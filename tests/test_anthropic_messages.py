@@ -579,12 +579,15 @@ MALFORMED: list[tuple[str, Any, int, str]] = [
         "invalid_request_error",
     ),
     (
-        "document block",
+        "document block by file id",
         {
             "model": "claude-4.5-sonnet",
             "max_tokens": 5,
             "messages": [
-                {"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}]}
+                {
+                    "role": "user",
+                    "content": [{"type": "document", "source": {"type": "file", "file_id": "f"}}],
+                }
             ],
         },
         400,

@@ -225,7 +225,7 @@ def test_embeddings_say_cursor_has_none(stack: Stack, prefix: str) -> None:
     assert error["code"] == "model_not_found"
 
 
-def test_file_part_is_a_clear_400(client: openai.OpenAI) -> None:
+def test_file_part_with_bad_base64_is_a_clear_400(client: openai.OpenAI) -> None:
     messages: Any = [
         {
             "role": "user",
@@ -233,7 +233,7 @@ def test_file_part_is_a_clear_400(client: openai.OpenAI) -> None:
                 {"type": "text", "text": "summarise"},
                 {
                     "type": "file",
-                    "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="},
+                    "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,@@@"},
                 },
             ],
         }
@@ -242,9 +242,8 @@ def test_file_part_is_a_clear_400(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="gpt-5.2", messages=messages)
     error = info.value.body
     assert isinstance(error, dict)
-    assert error["param"] == "messages[0].content[1]"
-    assert error["code"] == "unsupported_content"
-    assert "cannot carry files" in error["message"]
+    assert error["param"] == "messages[0].content[1].file"
+    assert error["message"] == "The file's data URL is not valid base64."
 
 
 # --- tool_choice "required": one retry ------------------------------------------------------------

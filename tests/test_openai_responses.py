@@ -4,9 +4,6 @@ LangChain, raw HTTP (Codex CLI's request) and, when npm is available, the openai
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from agents import Agent, Runner, function_tool, set_default_openai_client, set_
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
+from tests.node import npm_project, run_node
 from tests.procs import Stack, start_stack
 
 WEATHER: Any = {
@@ -368,7 +366,7 @@ def test_store_is_per_license_bounded_and_expiring(bounded: Stack) -> None:
 
 IMAGE_BY_FILE_ID = {"type": "input_image", "file_id": "file-1"}
 SCHEMA_WITHOUT_SCHEMA = {"type": "json_schema", "name": "a"}
-PDF = {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}
+FILE_BY_ID = {"type": "input_file", "file_id": "file-1"}
 
 # --- malformed input ------------------------------------------------------------------------------
 
@@ -388,7 +386,11 @@ PDF = {"type": "input_file", "filename": "a.pdf", "file_data": "data:application
             "input[0].content[0].image_url",
         ),
         ({"model": "gpt-5.2", "input": "x", "text": {"format": SCHEMA_WITHOUT_SCHEMA}}, 400, None),
-        ({"model": "gpt-5.2", "input": [{"role": "user", "content": [PDF]}]}, 400, "input[0].content[0]"),
+        (
+            {"model": "gpt-5.2", "input": [{"role": "user", "content": [FILE_BY_ID]}]},
+            400,
+            "input[0].content[0].file_id",
+        ),
         ({"model": "gpt-5.2", "input": "x", "temperature": 3}, 400, "temperature"),
         ({"model": "gpt-5.2", "input": "x", "max_output_tokens": 0}, 400, "max_output_tokens"),
         ({"model": "gpt-5.2", "input": "x", "background": True}, 400, "background"),
@@ -545,41 +547,6 @@ const tools = [{ type: "function", name: "get_current_weather", parameters: { ty
 const call = await client.responses.create({ model: "gpt-5.2", input: "Use get_current_weather", tools });
 console.log(JSON.stringify({ plain: plain.output_text, streamed, call: call.output[0] }));
 """
-
-
-def npm_project(tmp_path_factory: pytest.TempPathFactory, *packages: str) -> Path:
-    """A temporary folder with `packages` installed; skips (visibly) without npm or a registry."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("npm/node not installed: the Node client test is skipped")
-    folder = tmp_path_factory.mktemp("node")
-    (folder / "package.json").write_text('{"type": "module", "private": true}')
-    install = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if install.returncode != 0:
-        pytest.skip(f"npm install {' '.join(packages)} failed (offline?): {install.stderr[-300:]}")
-    return folder
-
-
-def run_node(stack: Stack, folder: Path, source: str) -> Any:
-    """Runs `source` as an ES module in `folder`; returns the JSON its last output line holds."""
-    script = folder / "script.mjs"
-    script.write_text(source)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "BASE_URL": stack.base_url,
-        "API_KEY": stack.license,
-    }
-    run = subprocess.run(
-        ["node", str(script)], cwd=folder, capture_output=True, text=True, timeout=120, env=env, check=False
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""What every dialect shares: settings, the HTTP clients to Cursor, the image loader, identities."""
+"""What every dialect shares: settings, the HTTP clients to Cursor, the image and file loaders,
+identities."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pyqwest
 from core.accounts import Account
 from core.config import DEFAULT_UPSTREAM_URL, CoreSettings
 from core.upstream.compression import FastGzip
+from core.upstream.files import FileLoader
 from core.upstream.headers import ClientIdentity
 from core.upstream.images import ImageLoader
 
@@ -40,6 +42,7 @@ class UpstreamContext:
     # Bidi chat (RunInference, agent Run): HTTP/2 always; prior-knowledge h2c for http://.
     http2: pyqwest.Client
     images: ImageLoader
+    files: FileLoader
     gzip: FastGzip
     # What discovery learned (GetServerConfig, the CLI install script); "" while unknown.
     config_version: str = ""
@@ -52,17 +55,19 @@ class UpstreamContext:
         if settings.upstream_http1:
             log.info("CURSORGATE_UPSTREAM_HTTP1 applies to the legacy dialect and unary calls only")
         transports = (_transport(settings, h1), _transport(settings, pyqwest.HTTPVersion.HTTP2))
+        images = ImageLoader(
+            settings.image_max_bytes,
+            settings.image_fetch_timeout,
+            allow_private=settings.image_fetch_private,
+            per_owner=settings.image_fetch_per_license,
+            per_host=settings.image_fetch_per_host,
+        )
         return cls(
             settings=settings,
             http=pyqwest.Client(transports[0]),
             http2=pyqwest.Client(transports[1]),
-            images=ImageLoader(
-                settings.image_max_bytes,
-                settings.image_fetch_timeout,
-                allow_private=settings.image_fetch_private,
-                per_owner=settings.image_fetch_per_license,
-                per_host=settings.image_fetch_per_host,
-            ),
+            images=images,
+            files=FileLoader(images, settings.file_max_bytes),
             gzip=FastGzip(),  # the default wire ("gzip,identity"), decompressed in C
         )
 

@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from aiserver.v1 import chat_pb2 as cursor
-from core.errors import invalid
+from core.errors import GatewayError, invalid
 from cursorgate.v1 import chat_pb2
 
 # What Cursor's models accept ([W] adapter: PNG, JPEG, WebP, non-animated GIF).
@@ -149,28 +149,45 @@ class ImageLoader:
         return self._http
 
     async def _fetch(self, url: str, param: str) -> bytes:
-        target = parse_url(url, param)
+        return await self.fetch(url, param, max_bytes=self.max_bytes, failed=FETCH_FAILED, what="image")
+
+    async def fetch(
+        self,
+        url: str,
+        param: str,
+        *,
+        max_bytes: int,
+        failed: str,
+        what: str,
+        oversize: GatewayError | None = None,
+    ) -> bytes:
+        """The bytes at an http(s) URL under every rule above; `failed` is the one text for any
+        failure the network decides, `what` names the thing in the other messages, `oversize` is
+        the error for a body over `max_bytes` (default: a 400 saying so)."""
+        target = parse_url(url, param, what)
         try:
             async with asyncio.timeout(self.fetch_timeout), self._owners.hold(FETCH_OWNER.get()):
                 for _ in range(MAX_REDIRECTS + 1):
                     async with self._hosts.hold(target.host):
-                        address = await self._checked_address(target, param)
+                        address = await self._checked_address(target, param, failed, what)
                         request = self._pinned_request(target, address)
                         response = await self._client().send(request, stream=True)
                         try:
                             if response.is_redirect and "location" in response.headers:
-                                target = parse_url(str(target.join(response.headers["location"])), param)
+                                target = parse_url(
+                                    str(target.join(response.headers["location"])), param, what
+                                )
                                 continue
-                            return await self._read(response, param)
+                            return await self._read(response, param, max_bytes, failed, what, oversize)
                         finally:
                             await response.aclose()
-                raise invalid("Fetching the image took too many redirects.", param)
+                raise invalid(f"Fetching the {what} took too many redirects.", param)
         except TimeoutError:
-            raise invalid(FETCH_FAILED, param) from None
+            raise invalid(failed, param) from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError):
-            raise invalid(FETCH_FAILED, param) from None
+            raise invalid(failed, param) from None
 
-    async def _checked_address(self, url: httpx.URL, param: str) -> str:
+    async def _checked_address(self, url: httpx.URL, param: str, failed: str, what: str) -> str:
         """The one address this hop connects to; every address the name has must be public.
 
         A name that does not resolve is refused (fail closed), with the generic text."""
@@ -186,11 +203,14 @@ class ImageLoader:
                 resolved = await self._resolve(host, url.port or (443 if url.scheme == "https" else 80))
                 addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
             except (OSError, ValueError, UnicodeError):
-                raise invalid(FETCH_FAILED, param) from None
+                raise invalid(failed, param) from None
             if not addresses:
-                raise invalid(FETCH_FAILED, param)
+                raise invalid(failed, param)
         if not self.allow_private and not all(is_public(a) for a in addresses):
-            raise invalid(NOT_PUBLIC, param)
+            raise invalid(
+                NOT_PUBLIC if what == "image" else f"{what.capitalize()} URLs must point to public hosts.",
+                param,
+            )
         return str(addresses[0])
 
     @staticmethod
@@ -202,15 +222,23 @@ class ImageLoader:
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
         return httpx.Request("GET", pinned, headers={"host": host_header}, extensions=extensions)
 
-    async def _read(self, response: httpx.Response, param: str) -> bytes:
+    @staticmethod
+    async def _read(
+        response: httpx.Response,
+        param: str,
+        max_bytes: int,
+        failed: str,
+        what: str,
+        oversize: GatewayError | None,
+    ) -> bytes:
         if response.status_code != 200:
-            raise invalid(FETCH_FAILED, param)
+            raise invalid(failed, param)
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self.max_bytes:
-                raise invalid(f"The image is larger than {self.max_bytes} bytes.", param)
+            if size > max_bytes:
+                raise oversize or invalid(f"The {what} is larger than {max_bytes} bytes.", param)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -229,7 +257,7 @@ class ImageLoader:
             raise invalid(FETCH_FAILED if fetched else "The image could not be decoded.", param) from None
 
 
-def parse_url(url: str, param: str) -> httpx.URL:
+def parse_url(url: str, param: str, what: str = "image") -> httpx.URL:
     """The URL, or a 400 that names the part that is wrong (httpx raises on e.g. 0177.0.0.1)."""
     try:
         parsed = httpx.URL(url)
@@ -237,9 +265,9 @@ def parse_url(url: str, param: str) -> httpx.URL:
         part = "host" if "host" in str(exc).lower() or "address" in str(exc).lower() else "URL"
         if "port" in str(exc).lower():
             part = "port"
-        raise invalid(f"The image URL could not be parsed: its {part} is not valid.", param) from None
+        raise invalid(f"The {what} URL could not be parsed: its {part} is not valid.", param) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise invalid("The image URL could not be parsed: its host is not valid.", param)
+        raise invalid(f"The {what} URL could not be parsed: its host is not valid.", param)
     if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise invalid("The image URL could not be parsed: its port is not valid.", param)
+        raise invalid(f"The {what} URL could not be parsed: its port is not valid.", param)
     return parsed

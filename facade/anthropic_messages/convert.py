@@ -18,13 +18,17 @@ from google.protobuf import struct_pb2
 from cursorgate.v1 import chat_pb2
 from facade.anthropic_messages.errors import error_body, error_type
 from facade.anthropic_messages.schemas import (
+    Base64Source,
+    ContentSource,
     CountTokensRequest,
     DocumentBlock,
+    FileSource,
     ImageBlock,
     Message,
     MessagesRequest,
     RedactedThinkingBlock,
     TextBlock,
+    TextSource,
     ThinkingBlock,
     ToolResultBlock,
     ToolUseBlock,
@@ -104,6 +108,40 @@ def _image(block: ImageBlock) -> chat_pb2.Image:
     return chat_pb2.Image(url=source.url)
 
 
+def _document(block: DocumentBlock, where: str) -> list[chat_pb2.ContentPart]:
+    """A document block as file parts (core inlines text and carries or refuses PDFs); a
+    `content` source is plain text and image blocks already, a `file` source is refused."""
+    source = block.source
+    name = block.title or ""
+    if isinstance(source, FileSource):
+        raise invalid(
+            f"'{where}.source.file_id': file ids are not supported: this gateway has no Files API. "
+            "Send the document inline (a base64, text or url source).",
+            f"{where}.source.file_id",
+        )
+    if isinstance(source, ContentSource):
+        if isinstance(source.content, str):
+            return [chat_pb2.ContentPart(text=source.content)]
+        return [
+            chat_pb2.ContentPart(text=b.text)
+            if isinstance(b, TextBlock)
+            else chat_pb2.ContentPart(image=_image(b))
+            for b in source.content
+        ]
+    if isinstance(source, Base64Source):
+        part = chat_pb2.FilePart(filename=name, url=f"data:{source.media_type};base64,{source.data}")
+    elif isinstance(source, TextSource):
+        part = chat_pb2.FilePart(filename=name, mime_type=source.media_type, data=source.data.encode())
+    else:
+        # Core fetches it under the image fetch rules; the URL's last segment names it if untitled.
+        tail = source.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        part = chat_pb2.FilePart(filename=name or tail, url=source.url)
+    parts = [chat_pb2.ContentPart(file=part)]
+    if block.context:
+        parts.append(chat_pb2.ContentPart(text=block.context))
+    return parts
+
+
 def _text_parts(content: str | list[Any], where: str) -> list[chat_pb2.ContentPart]:
     """System text: a string or text blocks."""
     if isinstance(content, str):
@@ -116,9 +154,9 @@ def _text_parts(content: str | list[Any], where: str) -> list[chat_pb2.ContentPa
     return parts
 
 
-def _tool_result(block: ToolResultBlock) -> list[chat_pb2.Message]:
-    """A tool message; images in the result follow as a user message (core takes images
-    from users only)."""
+def _tool_result(block: ToolResultBlock, where: str) -> list[chat_pb2.Message]:
+    """A tool message; images and documents in the result (Claude Code's Read of a PDF) follow
+    as a user message (core takes images and files from users only)."""
     tool = chat_pb2.Message(role=chat_pb2.ROLE_TOOL, tool_call_id=block.tool_use_id)
     images = chat_pb2.Message(role=chat_pb2.ROLE_USER)
     content = block.content
@@ -126,9 +164,11 @@ def _tool_result(block: ToolResultBlock) -> list[chat_pb2.Message]:
     if isinstance(content, str):
         texts.append(content)
     elif content is not None:
-        for part in content:
+        for j, part in enumerate(content):
             if isinstance(part, TextBlock):
                 texts.append(part.text)
+            elif isinstance(part, DocumentBlock):
+                images.content.extend(_document(part, f"{where}.content[{j}]"))
             else:
                 images.content.add(image=_image(part))
     tool.content.add(text="\n".join(texts))
@@ -167,17 +207,13 @@ def _messages(message: Message, index: int) -> list[chat_pb2.Message]:
             if current.content:
                 result.append(current)
                 current = chat_pb2.Message(role=role)
-            result.extend(_tool_result(block))
+            result.extend(_tool_result(block, where))
         elif isinstance(block, ThinkingBlock):
             current.reasoning += block.thinking
         elif isinstance(block, RedactedThinkingBlock):
             logger.debug("dropped a redacted_thinking block: it is opaque to the gateway")
         elif isinstance(block, DocumentBlock):
-            raise invalid(
-                f"'{where}': document blocks are not supported: the upstream cannot carry files. "
-                "Send the document's text as a text block instead.",
-                where,
-            )
+            current.content.extend(_document(block, where))
     if current.content or current.tool_calls or current.reasoning or not result:
         result.append(current)
     return result

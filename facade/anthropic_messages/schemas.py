@@ -48,10 +48,32 @@ class ImageBlock(_Model):
     source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
 
 
-class DocumentBlock(_Model):
-    """Accepted by the schema so that the answer can say why it is refused (convert.py)."""
+class TextSource(_Model):
+    type: Literal["text"]
+    media_type: str = "text/plain"
+    data: str
 
+
+class ContentSource(_Model):
+    type: Literal["content"]
+    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]]
+
+
+class FileSource(_Model):
+    """Anthropic's Files API; refused by name (no Files API here)."""
+
+    type: Literal["file"]
+    file_id: str
+
+
+class DocumentBlock(_Model):
     type: Literal["document"]
+    source: Annotated[
+        Base64Source | TextSource | URLSource | ContentSource | FileSource, Field(discriminator="type")
+    ]
+    # Shown to the model as the document's name.
+    title: str | None = None
+    context: str | None = None
 
 
 class ToolUseBlock(_Model):
@@ -67,7 +89,7 @@ class ToolUseBlock(_Model):
         return value
 
 
-ToolResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+ToolResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(_Model):

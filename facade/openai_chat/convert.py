@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2, models_pb2
 from facade.errors import OpenAIError
+from facade.files import openai_file
 from facade.openai_chat.schemas import ChatCompletionRequest, ChatMessage, FilePart, TextPart
 from facade.response_format import to_response_format
 from facade.sse import frame
@@ -100,12 +101,14 @@ def _message(message: ChatMessage, index: int) -> chat_pb2.Message:
             if isinstance(part, TextPart):
                 out.content.add(text=part.text)
             elif isinstance(part, FilePart):
-                raise OpenAIError(
-                    400,
-                    "File content parts are not supported: Cursor's chat API cannot carry files. "
-                    "Send the file's text as a text part instead.",
-                    param=f"messages[{index}].content[{j}]",
-                    code="unsupported_content",
+                file = part.file
+                out.content.add(
+                    file=openai_file(
+                        f"messages[{index}].content[{j}].file",
+                        file_data=file.file_data,
+                        file_id=file.file_id,
+                        filename=file.filename,
+                    )
                 )
             else:
                 image = chat_pb2.Image(url=part.image_url.url, detail=part.image_url.detail or "")

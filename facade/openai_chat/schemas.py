@@ -45,10 +45,17 @@ class ImagePart(_Model):
     image_url: ImageURL
 
 
-class FilePart(_Model):
-    """Accepted by the schema so that the answer can say why it is refused (convert.py)."""
+class FileObject(_Model):
+    # A base64 data: URL (bare base64 is accepted too); `file_id` (OpenAI's Files API) has no
+    # counterpart here and is refused by name.
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
 
+
+class FilePart(_Model):
     type: Literal["file"]
+    file: FileObject
 
 
 ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]

@@ -16,6 +16,7 @@ from google.protobuf import struct_pb2
 
 from cursorgate.v1 import chat_pb2
 from facade.errors import OpenAIError
+from facade.files import openai_file
 from facade.openai_chat.convert import REASONING_EFFORTS, ROLES, TOOL_CHOICE_MODES
 from facade.openai_responses.protocol import (
     CreateResponseRequest,
@@ -86,10 +87,14 @@ def _message(item: MessageItem, param: str) -> chat_pb2.Message:
                 )
             out.content.add(image=chat_pb2.Image(url=part.image_url, detail=part.detail or ""))
         else:
-            raise OpenAIError(
-                400,
-                "File inputs ('input_file') are not supported by this gateway.",
-                param=f"{param}.content[{j}]",
+            out.content.add(
+                file=openai_file(
+                    f"{param}.content[{j}]",
+                    file_data=part.file_data,
+                    file_id=part.file_id,
+                    filename=part.filename,
+                    file_url=part.file_url,
+                )
             )
     return out
 

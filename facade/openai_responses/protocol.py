@@ -57,7 +57,8 @@ class InputImage(_Model):
 
 
 class InputFile(_Model):
-    """Accepted by the schema so that the refusal names the part (see convert.py)."""
+    """`file_data` (a base64 data: URL) or `file_url` (http(s), fetched by core); `file_id` is
+    refused by name (no Files API here)."""
 
     type: Literal["input_file"]
     file_id: str | None = None

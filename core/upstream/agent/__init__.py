@@ -25,6 +25,7 @@ from core.upstream.catalog import models_from_catalog, wire_model
 from core.upstream.context import UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cli_headers, ide_headers
+from core.upstream.prompt import resolve_files
 from cursorgate.v1 import chat_pb2
 
 
@@ -52,6 +53,8 @@ class AgentDialect:
 
     async def exchange(self, account: Account, request: chat_pb2.ChatRequest) -> AgentExchange:
         model = wire_model(account, request.model)
+        # The Run carries documents in UserMessage.selected_context (agent-protocol.md §3, [PYC]).
+        request = await resolve_files(request, self.ctx.files, carries_pdf=True, dialect="agent")
         run = await build_run(request, self.ctx.images, model=model, max_mode=request.max_mode)
         single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
         return AgentExchange(run.message, run.store, run.tools, max_calls=1 if single_call else None)

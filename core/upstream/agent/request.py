@@ -249,6 +249,21 @@ async def build_run(
                     )
                 )
 
+    # PDFs (prompt.resolve_files inlined text files already) ride as documents of the Run's user
+    # message (agent-protocol.md §3: SelectedContext 25, [PYC] only). Earlier messages replay as
+    # blobs with no such field, so every PDF of the conversation is attached here, in order.
+    for message in request.messages:
+        for part in message.content:
+            if part.HasField("file"):
+                user.selected_context.documents.append(
+                    agent.SelectedDocument(
+                        uuid=str(uuid.uuid4()),
+                        filename=part.file.filename,
+                        mime_type=part.file.mime_type,
+                        data=part.file.data,
+                    )
+                )
+
     conversation_id = str(uuid.uuid4())
     run = agent.AgentRunRequest(
         action=agent.ConversationAction(user_message_action=agent.UserMessageAction(user_message=user)),

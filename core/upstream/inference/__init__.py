@@ -31,6 +31,7 @@ from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import ide_headers
 from core.upstream.inference.events import EventMapper, invocation_error
 from core.upstream.inference.request import build
+from core.upstream.prompt import resolve_files
 from cursorgate.v1 import chat_pb2
 
 log = logging.getLogger("cursorgate.upstream")
@@ -114,6 +115,8 @@ class InferenceDialect:
         return ide_headers(account.token, self.ctx.ide_identity(account))
 
     async def exchange(self, account: Account, request: chat_pb2.ChatRequest) -> InferenceExchange:
+        # RunInference carries files as message parts (agent-protocol.md §9, [OMP-new]).
+        request = await resolve_files(request, self.ctx.files, carries_pdf=True, dialect="inference")
         run, invoke = await build(request, self.ctx.images, model=wire_model(account, request.model))
         single_call = request.HasField("parallel_tool_calls") and not request.parallel_tool_calls
         return InferenceExchange(run, invoke, EventMapper(max_calls=1 if single_call else None))

@@ -91,7 +91,7 @@ def _missing(call: chat_pb2.ToolCall) -> inf.InferenceCoreMessage:
 
 
 async def _user(message: chat_pb2.Message, i: int, images: ImageLoader) -> inf.InferenceCoreMessage:
-    if not any(part.HasField("image") for part in message.content):
+    if not any(part.HasField("image") or part.HasField("file") for part in message.content):
         return inf.InferenceCoreMessage(role=USER, text=text_of(message))
     parts: list[inf.InferenceContentPart] = []
     for j, part in enumerate(message.content):
@@ -103,6 +103,15 @@ async def _user(message: chat_pb2.Message, i: int, images: ImageLoader) -> inf.I
                 data=base64.b64encode(loaded.data).decode(), mime_type=mime_type(loaded.data)
             )
             parts.append(inf.InferenceContentPart(image=image))
+        elif part.HasField("file"):
+            # A PDF (prompt.resolve_files inlined text files already) as a file part: base64
+            # data, media type, filename (agent-protocol.md §9, [OMP-new] inference.proto).
+            file = inf.InferenceFilePart(
+                data=base64.b64encode(part.file.data).decode(),
+                media_type=part.file.mime_type,
+                filename=part.file.filename or None,
+            )
+            parts.append(inf.InferenceContentPart(file=file))
     return inf.InferenceCoreMessage(role=USER, parts=inf.InferenceContentParts(parts=parts))
 
 

@@ -24,6 +24,7 @@ from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cursor_headers
 from core.upstream.legacy.events import EventMapper
 from core.upstream.legacy.request import Environment, build_request
+from core.upstream.prompt import resolve_files
 from cursorgate.v1 import chat_pb2
 
 
@@ -70,6 +71,9 @@ class LegacyDialect:
     async def exchange(self, account: Account, request: chat_pb2.ChatRequest) -> LegacyExchange:
         identity = self.ctx.legacy_identity(account)
         model = wire_model(account, request.model)
+        # StreamUnifiedChatRequest has images but no field for other files in any source we have
+        # (docs/cursor-protocol.md, agent-protocol.md): text files are inlined, PDFs refused.
+        request = await resolve_files(request, self.ctx.files, carries_pdf=False, dialect="legacy")
         body = await build_request(
             request, Environment(identity.client_version, identity.timezone), self.ctx.images, model=model
         )
