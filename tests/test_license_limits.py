@@ -28,9 +28,16 @@ BURST = 20
 # A prompt of one user message of 84 characters: the gateway estimates 84 + 16 (its per-message
 # overhead) = 100 characters, at 4 a token: 25 tokens. The directive keeps each call ~1.2 s long,
 # so a burst's calls are all admitted while the first are still running.
-DIRECTIVE = "\nsim: chunks=3 delay_ms=400"
-PROMPT = "p" * (84 - len(DIRECTIVE)) + DIRECTIVE
 PROMPT_TOKENS_ESTIMATE = 25
+
+
+def prompt(directive: str) -> str:
+    """84 characters ending in a simulator directive line."""
+    line = f"\nsim: {directive}"
+    return "p" * (84 - len(line)) + line
+
+
+PROMPT = prompt("chunks=3 delay_ms=400")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -118,6 +125,22 @@ def test_rpm_holds_under_a_concurrent_burst(tmp_path: Path, backend: dict[str, s
         assert anthropic.json()["type"] == "error"
         assert anthropic.json()["error"]["type"] == "rate_limit_error"
         assert 1 <= int(anthropic.headers["retry-after"]) <= 60
+
+        # A stream is refused before it starts, and the Responses API refuses the same way.
+        streamed = httpx.post(
+            f"{stack.base_url}/chat/completions",
+            json={"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert_refused(streamed, "rate_limit_exceeded", 1, 60)
+        responses = httpx.post(
+            f"{stack.base_url}/responses",
+            json={"model": MODEL, "input": "hi"},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert_refused(responses, "rate_limit_exceeded", 1, 60)
     finally:
         stack.stop()
 
@@ -218,9 +241,39 @@ def test_budget_holds_survives_a_restart_and_resets_with_the_period(
         stack.stop()
 
 
-def wait_for_budget(stack: Stack, license_id: str, expected: int) -> int:
+def test_failed_and_cancelled_calls_settle(tmp_path: Path) -> None:
+    stack = gateway(tmp_path, {})
+    try:
+        key, lic = new_license(stack, token_budget=1000, budget_period="month")
+        # Cursor fails before answering: nothing was used, and nothing stays reserved.
+        failed = chat(stack.base_url, key, prompt("error=bad_model"))
+        assert failed.status_code >= 400
+        assert wait_for_budget(stack, lic["id"], 1, timeout=2) == 0
+
+        # The caller goes away mid-answer (no usage reported): the prompt's estimate is charged.
+        body = {
+            "model": MODEL,
+            "stream": True,
+            "messages": [{"role": "user", "content": prompt("chunks=50 delay_ms=200")}],
+        }
+        with httpx.stream(
+            "POST",
+            f"{stack.base_url}/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert any(line.startswith("data:") for line in lines)
+        assert wait_for_budget(stack, lic["id"], PROMPT_TOKENS_ESTIMATE) == PROMPT_TOKENS_ESTIMATE
+    finally:
+        stack.stop()
+
+
+def wait_for_budget(stack: Stack, license_id: str, expected: int, timeout: float = 10) -> int:
     """The listed budget count once it reaches `expected` (settling runs after the answer)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while True:
         used = int(licenses(stack)[license_id]["budget_used"])
         if used >= expected or time.monotonic() > deadline:
@@ -250,6 +303,19 @@ def test_two_cores_sharing_redis_hold_one_limit(tmp_path: Path, redis_url: str) 
     finally:
         facade_b.stop()
         core_b.stop()
+        stack.stop()
+
+
+def test_redis_away_limits_still_hold_in_process(tmp_path: Path) -> None:
+    from tests.procs import free_port
+
+    stack = gateway(tmp_path, {"CURSORGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    try:
+        key, _ = new_license(stack, rpm_limit=2)
+        ok, refused = split(burst([stack.base_url], key, 5))
+        assert (len(ok), len(refused)) == (2, 3)
+        assert "counting in this process" in stack.core.log.read_text()
+    finally:
         stack.stop()
 
 
