@@ -82,11 +82,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         lic, requested = self._check(request, context)
         spend.estimate = estimate_tokens(prompt_chars(request))
         spend.reservation = await self.limits.admit(lic, spend.estimate)
-        try:
-            await self.licenses.use(lic)
-        except GatewayError:
-            spend.refused = True
-            raise
+        await self.licenses.use(lic)  # refused (quota): the reservation is settled to nothing
         FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -278,8 +274,6 @@ class Spend:
     def __init__(self) -> None:
         self.reservation: Reservation | None = None
         self.estimate = 0
-        # Refused after the reservation (the request quota): nothing was spent.
-        self.refused = False
 
     def tokens(self, meter: Meter) -> int:
         """What the call used: the usage it reported; without one (it failed or was cancelled),
@@ -288,8 +282,6 @@ class Spend:
         usage = meter.usage
         if usage.total_tokens or usage.prompt_tokens or usage.completion_tokens:
             return usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
-        if self.refused:
-            return 0
         return self.estimate if meter.first_answer_at or meter.outcome == "cancelled" else 0
 
     def settle(self, limits: LocalLimits | SharedLimits, meter: Meter) -> None:

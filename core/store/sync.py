@@ -33,7 +33,7 @@ async def sync_once(
         current.expires_at = stored.expires_at
         current.request_quota = stored.request_quota
         current.rpm_limit, current.tpm_limit = stored.rpm_limit, stored.tpm_limit
-        if (current.token_budget, current.budget_period) != (stored.token_budget, stored.budget_period):
+        if current.budget_period != stored.budget_period:
             current.budget_period_start = 0.0  # another period: counted afresh from what is stored
         current.token_budget, current.budget_period = stored.token_budget, stored.budget_period
         # The budget count of the newest period: every replica's flushed tokens and our unflushed.
