@@ -21,6 +21,8 @@ from core.auth.renewal import Renewer
 from core.chat_service import metadata_value
 from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
+from core.limits import PERIODS, LocalLimits, period_end, period_start
+from core.limits_shared import SharedLimits
 from core.refresh import Refresher
 from core.resolve import ModelResolver
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
@@ -76,6 +78,8 @@ class Backoffice:
 
     # Model resolution and the alias table (None: the alias RPCs answer UNIMPLEMENTED).
     resolver: ModelResolver | None = None
+    # The licenses' rate limits and budgets (for the budget used now).
+    limits: LocalLimits | SharedLimits | None = None
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -224,6 +228,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         models = [m.strip() for m in request.allowed_models if m.strip()]
         if any(len(m) > MAX_NAME for m in models):
             raise _invalid("allowed_models: a model id is too long.")
+        rpm = _limit(request, "rpm_limit", None)
+        tpm = _limit(request, "tpm_limit", None)
+        budget = _limit(request, "token_budget", None)
+        period = _period(request.budget_period) if request.HasField("budget_period") else ""
+        _check_budget(budget, period)
         key = new_license()
         lic = License(
             id=f"lic_{secrets.token_hex(6)}",
@@ -233,14 +242,28 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             expires_at=expires_at,
             request_quota=request.request_quota if request.HasField("request_quota") else None,
             key_prefix=key_prefix(key),
+            rpm_limit=rpm,
+            tpm_limit=tpm,
+            token_budget=budget,
+            budget_period=period,
         )
         await self.office.store.add_license(lic)
         self.office.licenses.put(lic)
         log.info("license %s created", lic.id)
-        return admin_pb2.CreateLicenseResponse(license=license_proto(lic), key=key)
+        return admin_pb2.CreateLicenseResponse(license=await self._license_proto(lic), key=key)
+
+    async def _license_proto(self, lic: License) -> admin_pb2.License:
+        """The license with its budget count as the limiter has it now (Redis: every replica's)."""
+        limits = self.office.limits
+        if limits is None:
+            return license_proto(lic)
+        await limits.budget_used(lic)
+        return license_proto(lic, limits.clock())
 
     async def _list_licenses(self, request: admin_pb2.ListLicensesRequest) -> admin_pb2.ListLicensesResponse:
-        return admin_pb2.ListLicensesResponse(licenses=[license_proto(x) for x in self.office.licenses.all()])
+        return admin_pb2.ListLicensesResponse(
+            licenses=[await self._license_proto(x) for x in self.office.licenses.all()]
+        )
 
     async def _update_license(self, request: admin_pb2.UpdateLicenseRequest) -> admin_pb2.License:
         lic = self.office.licenses.get(request.id)
@@ -275,11 +298,24 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         revoked_at = lic.revoked_at
         if request.HasField("enabled"):
             revoked_at = None if request.enabled else (lic.revoked_at or time.time())
+        rpm = None if _cleared(request, "rpm_limit") else _limit(request, "rpm_limit", lic.rpm_limit)
+        tpm = None if _cleared(request, "tpm_limit") else _limit(request, "tpm_limit", lic.tpm_limit)
+        cleared = _cleared(request, "token_budget")
+        budget = None if cleared else _limit(request, "token_budget", lic.token_budget)
+        period = lic.budget_period if not cleared else ""
+        if request.HasField("budget_period"):
+            period = _period(request.budget_period)
+        _check_budget(budget, period)
         lic.name, lic.allowed_models, lic.request_quota, lic.expires_at = name, models, quota, expires_at
         lic.revoked_at, lic.revoked = revoked_at, revoked_at is not None
-        await self.office.store.update_license(lic)
+        lic.rpm_limit, lic.tpm_limit, lic.token_budget = rpm, tpm, budget
+        # Another period is another count: it starts afresh.
+        reset_budget = period != lic.budget_period
+        if reset_budget:
+            lic.budget_period, lic.budget_used, lic.budget_period_start = period, 0, 0.0
+        await self.office.store.update_license(lic, reset_budget=reset_budget)
         log.info("license %s updated", lic.id)
-        return license_proto(lic)
+        return await self._license_proto(lic)
 
     async def _revoke_license(self, request: admin_pb2.RevokeLicenseRequest) -> admin_pb2.License:
         lic = self.office.licenses.get(request.id)
@@ -290,7 +326,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             lic.revoked = True  # effective now, in memory; the store follows
             await self.office.store.revoke_license(lic.id, lic.revoked_at)
             log.info("license %s revoked", lic.id)
-        return license_proto(lic)
+        return await self._license_proto(lic)
 
     # --- request log ---
 
@@ -666,7 +702,44 @@ def account_proto(account: Account) -> admin_pb2.Account:
     return out
 
 
-def license_proto(lic: License) -> admin_pb2.License:
+# The limits' largest values (int32 per minute; budgets in int64, bounded to stay far from overflow).
+MAX_PER_MINUTE = 2**31 - 1
+MAX_BUDGET = 10**15
+
+
+def _limit(request: Any, field: str, current: int | None) -> int | None:
+    """A limit from the request (checked: positive), or `current` when it is not set."""
+    if not request.HasField(field):
+        return current
+    value = int(getattr(request, field))
+    top = MAX_BUDGET if field == "token_budget" else MAX_PER_MINUTE
+    if not 0 < value <= top:
+        raise _invalid(f"{field}: must be a positive whole number (at most {top}); clear_{field} removes it.")
+    return value
+
+
+def _cleared(request: admin_pb2.UpdateLicenseRequest, field: str) -> bool:
+    clear = bool(getattr(request, f"clear_{field}"))
+    if clear and request.HasField(field):
+        raise _invalid(f"{field} and clear_{field}: give one or the other.")
+    return clear
+
+
+def _period(value: str) -> str:
+    value = value.strip().lower()
+    if value and value not in PERIODS:
+        raise _invalid(f"budget_period: expected one of {', '.join(PERIODS)} (calendar periods in UTC).")
+    return value
+
+
+def _check_budget(budget: int | None, period: str) -> None:
+    if budget is not None and not period:
+        raise _invalid("token_budget: needs a budget_period (day, week or month).")
+    if period and budget is None:
+        raise _invalid("budget_period: applies only with a token_budget.")
+
+
+def license_proto(lic: License, now: float | None = None) -> admin_pb2.License:
     out = admin_pb2.License(
         id=lic.id,
         name=lic.name,
@@ -682,4 +755,14 @@ def license_proto(lic: License) -> admin_pb2.License:
         out.revoked_at.CopyFrom(_ts(lic.revoked_at))
     if lic.request_quota is not None:
         out.request_quota = lic.request_quota
+    if lic.rpm_limit is not None:
+        out.rpm_limit = lic.rpm_limit
+    if lic.tpm_limit is not None:
+        out.tpm_limit = lic.tpm_limit
+    if lic.token_budget is not None and lic.budget_period:
+        out.token_budget, out.budget_period = lic.token_budget, lic.budget_period
+        now = time.time() if now is None else now
+        start = period_start(lic.budget_period, now)
+        out.budget_used = lic.budget_used if lic.budget_period_start == start else 0
+        out.budget_resets_at.CopyFrom(_ts(period_end(lic.budget_period, start)))
     return out

@@ -17,6 +17,8 @@ from core.catalog import ModelInfo, effort_variant
 from core.drain import CallGate
 from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry, key_prefix
+from core.limits import LocalLimits, Reservation
+from core.limits_shared import SharedLimits
 from core.metrics import CoreMetrics
 from core.resolve import ModelResolver
 from core.router import Router
@@ -55,6 +57,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         metrics: CoreMetrics | None = None,
         gate: CallGate | None = None,
         shared_slots: SharedSlots | None = None,
+        limits: LocalLimits | SharedLimits | None = None,
     ) -> None:
         # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
         self.max_deadline = max_deadline
@@ -68,13 +71,22 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.gate = gate if gate is not None else CallGate()
         # Per-license concurrency across replicas (Redis); None: this process' own count.
         self.shared_slots = shared_slots
+        # Per-license RPM, TPM and token budgets (core/limits.py; in Redis with replicas).
+        self.limits = limits if limits is not None else LocalLimits()
 
     async def _admit(
-        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any], meter: Meter
+        self,
+        request: chat_pb2.ChatRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        meter: Meter,
+        spend: Spend,
     ) -> tuple[License, str]:
-        """Checks the call and uses the license; returns it and the model name the caller asked for."""
+        """Checks the call and uses the license; returns it and the model name the caller asked for.
+        Reserves the call against the license's limits in `spend`, which the caller settles."""
         lic, requested = self._check(request, context, meter)
-        await self.licenses.use(lic)
+        spend.estimate = estimate_tokens(prompt_chars(request))
+        spend.reservation = await self.limits.admit(lic, spend.estimate)
+        await self.licenses.use(lic)  # refused (quota): the reservation is settled to nothing
         FETCH_OWNER.set(lic.id)  # image fetches are bounded per license
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -201,9 +213,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         started = time.monotonic()
         await self.gate.admit(context)
         meter = Meter(self.request_log, stream=True, metrics=self.metrics)
+        spend = Spend()
         requested = request.model
         try:
-            lic, requested = await self._admit(request, context, meter)
+            lic, requested = await self._admit(request, context, meter, spend)
             meter.admitted = True
             async with self._slot(lic):
                 async for event in self._events(request, context):
@@ -221,6 +234,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
             meter.finish(request.model, requested)
+            spend.settle(self.limits, meter)
             log.debug("chat %s took %.3f s", request.request_id, time.monotonic() - started)
 
     async def Chat(
@@ -228,9 +242,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     ) -> chat_pb2.ChatResponse:
         await self.gate.admit(context)
         meter = Meter(self.request_log, stream=False, metrics=self.metrics)
+        spend = Spend()
         requested = request.model
         try:
-            lic, requested = await self._admit(request, context, meter)
+            lic, requested = await self._admit(request, context, meter, spend)
             meter.admitted = True
             async with self._slot(lic):
                 events = metered(meter, self._events(request, context))
@@ -250,6 +265,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             await context.abort_with_status(INTERNAL_ERROR.to_status())
         finally:
             meter.finish(request.model, requested)
+            spend.settle(self.limits, meter)
 
     async def CountTokens(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -275,6 +291,27 @@ async def metered(
         async for event in events:
             meter.observe(event)
             yield event
+
+
+class Spend:
+    """One call's reservation against its license's limits, settled when the call ends."""
+
+    def __init__(self) -> None:
+        self.reservation: Reservation | None = None
+        self.estimate = 0
+
+    def tokens(self, meter: Meter) -> int:
+        """What the call used: the usage it reported; without one (it failed or was cancelled),
+        the prompt's estimate once an answer had begun or the caller went away (the prompt had
+        most likely reached Cursor), else nothing."""
+        usage = meter.usage
+        if usage.total_tokens or usage.prompt_tokens or usage.completion_tokens:
+            return usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        return self.estimate if meter.first_answer_at or meter.outcome == "cancelled" else 0
+
+    def settle(self, limits: LocalLimits | SharedLimits, meter: Meter) -> None:
+        if self.reservation is not None:
+            limits.settle(self.reservation, self.tokens(meter))
 
 
 def must_call_tool(request: chat_pb2.ChatRequest) -> bool:

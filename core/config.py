@@ -55,6 +55,9 @@ class CoreSettings(BaseSettings):
 
     # Requests one license may have open at once (0: no limit); 429 above it.
     license_max_concurrent: int = 0
+    # Seconds added to the clock that license limits and budget periods follow. For tests only
+    # (a budget's period reset without waiting for midnight); leave it at 0.
+    limits_clock_offset: float = 0.0
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051

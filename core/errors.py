@@ -53,6 +53,7 @@ class GatewayError(Exception):
         *,
         param: str = "",
         retry_after_ms: int = 0,
+        reason: str = "",
     ) -> None:
         message = message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "…"
         super().__init__(message)
@@ -60,6 +61,8 @@ class GatewayError(Exception):
         self.message = message
         self.param = param[:200]
         self.retry_after_ms = retry_after_ms
+        # ErrorInfo.reason: which of several causes under one code (e.g. LICENSE_RPM_EXCEEDED).
+        self.reason = reason
 
     @property
     def status_code(self) -> grpc.StatusCode:
@@ -67,7 +70,11 @@ class GatewayError(Exception):
 
     def to_info(self) -> errors_pb2.ErrorInfo:
         return errors_pb2.ErrorInfo(
-            code=self.code, message=self.message, param=self.param, retry_after_ms=self.retry_after_ms
+            code=self.code,
+            message=self.message,
+            param=self.param,
+            retry_after_ms=self.retry_after_ms,
+            reason=self.reason,
         )
 
     def to_status(self) -> grpc.Status:

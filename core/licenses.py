@@ -34,6 +34,15 @@ class License:
     # The key's first characters, for display.
     key_prefix: str = ""
     revoked_at: float | None = None
+    # Rate limits and a token budget (core/limits.py); None: unlimited.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    token_budget: int | None = None
+    # "day", "week" or "month" (UTC calendar periods); "" without a budget.
+    budget_period: str = ""
+    # Tokens used in the period that began at budget_period_start (Unix seconds).
+    budget_used: int = 0
+    budget_period_start: float = 0.0
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -26,6 +27,8 @@ from core.drain import CallGate
 from core.grpc_guard import MalformedRequestGuard
 from core.grpc_tls import server_credentials, warn_if_exposed
 from core.licenses import LicenseRegistry, seed_license
+from core.limits import LocalLimits
+from core.limits_shared import SharedLimits
 from core.logs import RequestIdInterceptor
 from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
@@ -100,6 +103,7 @@ class Core:
     shared: SharedAccounts | None = None
     slots: SharedSlots | None = None
     redis: Redis | None = None
+    limits: LocalLimits | SharedLimits | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -154,6 +158,8 @@ class Core:
             await self.metrics_server.aclose()
         if self.slots is not None:
             await self.slots.aclose()
+        if self.limits is not None:
+            await self.limits.aclose()  # settles what is still being written, before the journal
         if self.shared is not None:
             await self.shared.aclose()
         if self.redis is not None:
@@ -220,6 +226,11 @@ async def build(settings: CoreSettings) -> Core:
     # One Redis client for all shared state; connections are made on first use, in start().
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     slots = SharedSlots(redis, settings.license_max_concurrent, settings.redis_slot_ttl) if redis else None
+    offset = settings.limits_clock_offset
+    local_limits = LocalLimits(journal.count_budget, clock=(lambda: time.time() + offset))
+    limits: LocalLimits | SharedLimits = local_limits
+    if redis is not None:
+        limits = SharedLimits(redis, local_limits, settings.request_timeout + 60)
     chat = ChatService(
         licenses,
         router,
@@ -230,13 +241,14 @@ async def build(settings: CoreSettings) -> Core:
         metrics=metrics,
         gate=gate,
         shared_slots=slots,
+        limits=limits,
     )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(licenses, pool, catalog, resolver), server
     )
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver)
+    office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver, limits)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
     responses = ResponseRepo(store.engine, settings.response_store_max_rows, settings.response_store_ttl)
     responses_pb2_grpc.add_ResponseStoreServiceServicer_to_server(
@@ -263,6 +275,7 @@ async def build(settings: CoreSettings) -> Core:
         metrics,
         gate,
         aliases,
+        limits=limits,
     )
     if redis is not None:
         core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)

@@ -25,6 +25,12 @@ def license_from_row(row: LicenseRow) -> License:
         requests_used=row.requests_used,
         created_at=row.created_at,
         key_prefix=row.key_prefix,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        token_budget=row.token_budget,
+        budget_period=row.budget_period or "",
+        budget_used=row.budget_used or 0,
+        budget_period_start=row.budget_period_start or 0.0,
     )
 
 
@@ -40,6 +46,12 @@ def license_to_row(lic: License) -> LicenseRow:
         allowed_models=sorted(lic.allowed_models) if lic.allowed_models is not None else None,
         request_quota=lic.request_quota,
         requests_used=lic.requests_used,
+        rpm_limit=lic.rpm_limit,
+        tpm_limit=lic.tpm_limit,
+        token_budget=lic.token_budget,
+        budget_period=lic.budget_period,
+        budget_used=lic.budget_used,
+        budget_period_start=lic.budget_period_start,
     )
 
 

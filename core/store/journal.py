@@ -1,11 +1,12 @@
 """Writes off the hot path: request log rows, license usage counts and account state changes
 are collected in memory and written in batches by one background task.
 
-What a kill -9 of core can lose: request log rows and usage counts of licenses without a quota
-from the last `interval` (CURSORGATE_STORE_FLUSH_INTERVAL, 0.5 s). Account state changes wake the
-writer at once (a cool-down or a disabled token must not be forgotten), so only the few
-milliseconds of the write itself. Uses of licenses with a quota never pass through here: they
-are counted in the store before the request is served (core/store/quota.py)."""
+What a kill -9 of core can lose: request log rows, usage counts of licenses without a quota and
+tokens counted against budgets from the last `interval` (CURSORGATE_STORE_FLUSH_INTERVAL, 0.5 s).
+Account state changes wake the writer at once (a cool-down or a disabled token must not be
+forgotten), so only the few milliseconds of the write itself. Uses of licenses with a quota
+never pass through here: they are counted in the store before the request is served
+(core/store/quota.py)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class Journal:
         self.keep_rows = keep_rows
         self._rows: list[RequestEntry] = []
         self._usage: Counter[str] = Counter()
+        # Tokens against license budgets: (license id, period start) -> tokens.
+        self._budget: Counter[tuple[str, float]] = Counter()
         self._dirty: dict[str, Account] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -48,6 +51,12 @@ class Journal:
 
     def count_use(self, lic: License) -> None:
         self._usage[lic.id] += 1
+
+    def count_budget(self, lic: License, start: float, tokens: int) -> None:
+        self._budget[(lic.id, start)] += tokens
+
+    def pending_budget(self, license_id: str, start: float) -> int:
+        return self._budget.get((license_id, start), 0)
 
     def account_changed(self, account: Account) -> None:
         self._dirty[account.id] = account
@@ -74,6 +83,7 @@ class Journal:
     async def flush(self) -> None:
         async with self._lock:
             await self._flush_usage()
+            await self._flush_budget()
             await self._flush_accounts()
             await self._flush_rows()
 
@@ -88,6 +98,16 @@ class Journal:
             await self.store.add_license_usage(dict(usage))
         except Exception:
             self._usage.update(usage)
+            raise
+
+    async def _flush_budget(self) -> None:
+        budget, self._budget = self._budget, Counter()
+        if not budget:
+            return
+        try:
+            await self.store.add_budget_usage(dict(budget))
+        except Exception:
+            self._budget.update(budget)
             raise
 
     async def _flush_accounts(self) -> None:

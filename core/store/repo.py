@@ -210,18 +210,25 @@ class Store:
                 .values(revoked_at=at)
             )
 
-    async def update_license(self, lic: License) -> None:
-        """The fields an operator may change (UpdateLicense); counters are left alone."""
+    async def update_license(self, lic: License, reset_budget: bool = False) -> None:
+        """The fields an operator may change (UpdateLicense); counters are left alone, but for
+        the budget's when its period changed (`reset_budget`)."""
+        counters = {"budget_used": 0, "budget_period_start": 0.0} if reset_budget else {}
         async with self._session.begin() as session:
             await session.execute(
                 update(LicenseRow)
                 .where(LicenseRow.id == lic.id)
                 .values(
+                    **counters,
                     name=lic.name,
                     allowed_models=sorted(lic.allowed_models) if lic.allowed_models is not None else None,
                     request_quota=lic.request_quota,
                     expires_at=lic.expires_at,
                     revoked_at=lic.revoked_at,
+                    rpm_limit=lic.rpm_limit,
+                    tpm_limit=lic.tpm_limit,
+                    token_budget=lic.token_budget,
+                    budget_period=lic.budget_period,
                 )
             )
 
@@ -234,6 +241,24 @@ class Store:
                     .where(LicenseRow.id == license_id)
                     .values(requests_used=LicenseRow.requests_used + n)
                 )
+
+    async def add_budget_usage(self, usage: dict[tuple[str, float], int]) -> None:
+        """Adds tokens to licenses' budget counts: {(license id, period start): tokens}. A newer
+        period than the stored one starts the count afresh; an older one (a call that ran across
+        the turn of the period) is dropped. Increments, so replicas can write at once."""
+        async with self._session.begin() as session:
+            for (license_id, start), n in sorted(usage.items(), key=lambda item: item[0][1]):
+                same = await session.execute(
+                    update(LicenseRow)
+                    .where(LicenseRow.id == license_id, LicenseRow.budget_period_start == start)
+                    .values(budget_used=LicenseRow.budget_used + n)
+                )
+                if not getattr(same, "rowcount", 0):
+                    await session.execute(
+                        update(LicenseRow)
+                        .where(LicenseRow.id == license_id, LicenseRow.budget_period_start < start)
+                        .values(budget_used=n, budget_period_start=start)
+                    )
 
     async def charge_license(self, license_id: str, pending: int) -> int | None:
         """Counts one use if it fits the license's quota, in one conditional UPDATE (atomic, so

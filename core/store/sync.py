@@ -32,6 +32,19 @@ async def sync_once(
         current.allowed_models = stored.allowed_models
         current.expires_at = stored.expires_at
         current.request_quota = stored.request_quota
+        current.rpm_limit, current.tpm_limit = stored.rpm_limit, stored.tpm_limit
+        if current.budget_period != stored.budget_period:
+            current.budget_period_start = 0.0  # another period: counted afresh from what is stored
+        current.token_budget, current.budget_period = stored.token_budget, stored.budget_period
+        # The budget count of the newest period: every replica's flushed tokens and our unflushed.
+        if stored.budget_period_start > current.budget_period_start:
+            current.budget_used = stored.budget_used
+            current.budget_period_start = stored.budget_period_start
+        elif stored.budget_period_start == current.budget_period_start:
+            current.budget_used = max(
+                current.budget_used,
+                stored.budget_used + journal.pending_budget(stored.id, stored.budget_period_start),
+            )
         if stored.revoked:
             current.revoked, current.revoked_at = True, stored.revoked_at
         # Counts only grow: the store has every replica's flushed uses, memory our unflushed ones.

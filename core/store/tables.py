@@ -26,6 +26,14 @@ class LicenseRow(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     request_quota: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     requests_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Migration 0003_limits: rate limits and a token budget (core/limits.py); null: unlimited.
+    rpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_period: Mapped[str] = mapped_column(String(8), default="")
+    # Tokens used in the budget period that began at budget_period_start (Unix seconds).
+    budget_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    budget_period_start: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class AccountRow(Base):

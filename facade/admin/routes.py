@@ -163,7 +163,8 @@ async def create_license(request: Request) -> Response:
 
 @router.patch("/api/licenses/{license_id}")
 async def update_license(license_id: str, request: Request) -> Response:
-    """JSON in REST's terms -> UpdateLicenseRequest: `null` clears the allow-list, quota or expiry."""
+    """JSON in REST's terms -> UpdateLicenseRequest: `null` clears the allow-list, quota, expiry
+    or a limit (rpm_limit, tpm_limit, token_budget)."""
     body = await _body(request)
     message = admin_pb2.UpdateLicenseRequest(id=license_id)
     if "allowed_models" in body:
@@ -172,10 +173,10 @@ async def update_license(license_id: str, request: Request) -> Response:
             raise OpenAIError(400, "allowed_models: expected a list of model ids, or null for every model.")
         message.allowed_models.SetInParent()
         message.allowed_models.models.extend(models or [])
-    for field, clear in (("request_quota", "clear_request_quota"), ("expires_at", "clear_expires_at")):
+    for field in ("request_quota", "expires_at", "rpm_limit", "tpm_limit", "token_budget"):
         if field in body and body[field] is None:
             body.pop(field)
-            setattr(message, clear, True)
+            setattr(message, f"clear_{field}", True)
     return await _call(request, _stub(request).UpdateLicense, _parse({**body, "id": license_id}, message))
 
 
