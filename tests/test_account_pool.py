@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -289,6 +290,18 @@ def test_affinity_sticks_to_one_account_and_falls_back(pool_stack: Stack) -> Non
         chat(stack, f"keyed after {n}", extra_body={"prompt_cache_key": "conversation-a"})
     moved = served_by(stack, 3)
     assert sticky not in moved and len(set(moved)) == 1, moved
+
+    # Anthropic's metadata.user_id is a caller's key too: different openings, one account.
+    claude = anthropic.Anthropic(base_url=stack.root_url, api_key=stack.license, max_retries=0)
+    for n in range(3):
+        claude.messages.create(
+            model="claude-4.5-sonnet",
+            max_tokens=50,
+            messages=[{"role": "user", "content": f"claude opening {n}"}],
+            metadata={"user_id": "claude-user-1"},
+        )
+    by_user = served_by(stack, 3)
+    assert len(set(by_user)) == 1, by_user
 
 
 # --- bulk import -------------------------------------------------------------------------------
