@@ -106,7 +106,9 @@ class Router:
                         last = err
                         continue
                     if not started and await self._proxy_failed(account, err):
-                        last = err  # the proxy's fault: the account is left as it was
+                        # The proxy's fault: the account is left as it was, and with no other
+                        # account left the answer says when the proxy is tried again.
+                        last = None
                         continue
                     self._record(account, err)
                     if started or not err.retryable:

@@ -163,7 +163,11 @@ def test_account_proxy_carries_its_calls_is_masked_and_fails_over_when_killed(
     direct = seeded_id(stack)
     masked = f"socks5://{PROXY_USER}:***@127.0.0.1:{proxy.port}"
 
-    # Adding it fetches models, usage and plan: through the proxy already.
+    # Adding it fetches models, usage and plan: through the proxy already. (The proxy restarts
+    # first, here and below: connections the last test left in the clients' pools would otherwise
+    # carry calls without a new CONNECT to count.)
+    proxy.kill()
+    proxy.start()
     before = proxy.carried(sim_port)
     proxied_account = add(stack, distinct_token("auth0|user_behind_proxy"), label="proxied", proxy=proxy.url)
     assert proxied_account["proxy"] == masked
@@ -171,9 +175,7 @@ def test_account_proxy_carries_its_calls_is_masked_and_fails_over_when_killed(
     assert proxy.carried(sim_port) > before
     pid = proxied_account["id"]
 
-    # The proxied account's chat goes through the proxy (a SOCKS CONNECT to the simulator). The
-    # proxy starts afresh first: a connection the refresh left in the client's pool would
-    # otherwise carry the chat without a new CONNECT to count.
+    # The proxied account's chat goes through the proxy (a SOCKS CONNECT to the simulator).
     only(stack, {pid})
     proxy.kill()
     proxy.start()
@@ -207,10 +209,17 @@ def test_account_proxy_carries_its_calls_is_masked_and_fails_over_when_killed(
     database = Path(stack.core.env["CURSORGATE_DATABASE_URL"].split("///", 1)[1]).read_bytes()
     assert PROXY_PASSWORD.encode() not in database and f"127.0.0.1:{proxy.port}".encode() not in database
 
+    # Only the account behind the dead proxy left: a 429 that says when the proxy is tried again
+    # (CURSORGATE_PROXY_RETRY_AFTER=120), never a detour around the proxy.
+    only(stack, {pid})
+    with pytest.raises(openai.RateLimitError) as info:
+        chat(stack)
+    assert 60 <= int(info.value.response.headers["retry-after"]) <= 120
+    assert accounts(stack)[pid]["status"] == "active"
+
     # Clearing the proxy (empty string) puts the account back on the gateway's route at once.
     cleared = stack.admin("PATCH", f"/accounts/{pid}", {"proxy": ""})
     assert cleared.status_code == 200 and cleared.json()["proxy"] == ""
-    only(stack, {pid})
     assert "hello pool" in chat(stack)
     assert served_by(stack, 1) == [pid]
 
