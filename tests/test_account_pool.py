@@ -140,6 +140,14 @@ def test_bad_proxy_urls_are_400_and_change_nothing(proxied: tuple[Stack, SocksPr
     assert after[seeded]["label"] == "CURSOR_TOKEN" and after[seeded]["proxy"] == ""
     assert "pw-Bad-1" not in stack.logs()
 
+    # A good one is kept across a restart (sealed in the database, opened with the key).
+    stored = add(stack, distinct_token("auth0|user_stored_proxy"), proxy="http://bob:pw-Stored-3@127.0.0.1:9")
+    enable(stack, stored["id"], False)
+    stack.restart_core()
+    again = accounts(stack)[stored["id"]]
+    assert again["proxy"] == "http://bob:***@127.0.0.1:9" and not again["enabled"]
+    assert "pw-Stored-3" not in stack.logs()
+
 
 def test_login_goes_through_the_accounts_proxy(proxied: tuple[Stack, SocksProxy]) -> None:
     stack, proxy = proxied
