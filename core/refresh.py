@@ -17,7 +17,7 @@ import httpx
 from core.accounts import Account, AccountPool
 from core.catalog import ModelInfo
 from core.config import CoreSettings
-from core.proxies import ClientsByProxy
+from core.proxies import ClientsByProxy, reachable
 from core.upstream.errors import Failure, UpstreamError
 from core.upstream.headers import ClientIdentity, cursor_headers
 
@@ -72,6 +72,13 @@ class Refresher:
                 if err.failure is Failure.AUTH:
                     account.enabled = False
                     account.disabled_reason = f"Cursor rejected the token: {err.message}"
+                elif (
+                    account.proxy
+                    and err.failure is Failure.UNAVAILABLE
+                    and not await reachable(account.proxy)
+                ):
+                    # The proxy's fault, as on the chat path: its accounts wait for it.
+                    self.pool.proxies.mark_down(account.proxy, "the proxy refused a connection (refresh)")
                 errors.append(f"models: {err.failure.value}: {err.message}")
             for key, fetch in (("usage", self._usage), ("membership", self._membership)):
                 try:

@@ -142,6 +142,8 @@ def test_bad_proxy_urls_are_400_and_change_nothing(proxied: tuple[Stack, SocksPr
 
     # A good one is kept across a restart (sealed in the database, opened with the key).
     stored = add(stack, distinct_token("auth0|user_stored_proxy"), proxy="http://bob:pw-Stored-3@127.0.0.1:9")
+    # Nothing listens on port 9: the refresh on add found the proxy dead, not the account.
+    assert stored["proxy_down_until"] and stored["status"] == "active" and stored["enabled"]
     enable(stack, stored["id"], False)
     stack.restart_core()
     again = accounts(stack)[stored["id"]]
