@@ -358,6 +358,18 @@ def test_import_adds_good_lines_and_reports_bad_ones(pool_stack: Stack) -> None:
     empty = stack.admin("POST", "/accounts/import", {"tokens": 5})
     assert empty.status_code == 400
 
+    # The same forms one at a time: a clear 400 each, nothing added.
+    count = len(accounts(stack))
+    for bad in (
+        "WorkosCursorSessionToken=user_01ABC%3A%3A",
+        "user_01ABC%3A%3Anot.a.jwt",
+        "user_01ABC::eyJhbGciOi.@@@.sig",
+    ):
+        refused = stack.admin("POST", "/accounts", {"token": bad})
+        assert refused.status_code == 400, (bad, refused.text)
+        assert refused.json()["error"]["message"].startswith("token: ")
+    assert len(accounts(stack)) == count
+
 
 def test_cli_import_reads_a_file(pool_stack: Stack, tmp_path: Path) -> None:
     stack = pool_stack
