@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from core.catalog import ModelInfo
+from core.proxies import ProxyHealth
 
 DEFAULT_COOLDOWN_S = 60.0
+# Conversations whose account the pool remembers (affinity); the least recently seen go first.
+DEFAULT_AFFINITY_ENTRIES = 10_000
 
 
 @dataclass(slots=True)
@@ -45,6 +49,9 @@ class Account:
     api_key: str = ""
     # {"renewed_at", "renewals", "error"}: the last renewal's outcome, for the admin page.
     auth_state: dict[str, object] = field(default_factory=dict)
+    # The account's own outbound proxy URL ("" : the gateway's route). A secret like the token
+    # (it may carry a password): shown only through core.proxies.mask_proxy.
+    proxy: str = ""
 
     def healthy(self, now: float) -> bool:
         return self.enabled and self.cooldown_until <= now
@@ -56,6 +63,48 @@ class Account:
         if not self.enabled:
             return "disabled"
         return "cooling_down" if self.cooldown_until > now else "active"
+
+    def _plan(self) -> dict[str, object]:
+        usage = self.details.get("usage")
+        plan = usage.get("planUsage") if isinstance(usage, dict) else None
+        return plan if isinstance(plan, dict) else {}
+
+    def remaining_credit(self) -> float | None:
+        """Plan credit left this cycle (cents), from GetCurrentPeriodUsage's `planUsage`:
+        `limit - totalSpend`, or `remaining` when Cursor sends no limit. None: not known."""
+        plan = self._plan()
+        limit, spent, remaining = _number(plan.get("limit")), _number(plan.get("totalSpend")), None
+        if limit is not None and spent is not None:
+            remaining = limit - spent
+        elif (left := _number(plan.get("remaining"))) is not None:
+            remaining = left
+        return None if remaining is None else max(0.0, remaining)
+
+    def plan_used_percent(self) -> float | None:
+        """Share of the plan used (0-100): `planUsage.totalPercentUsed`, else totalSpend / limit."""
+        plan = self._plan()
+        percent = _number(plan.get("totalPercentUsed"))
+        if percent is not None:
+            return percent
+        limit, spent = _number(plan.get("limit")), _number(plan.get("totalSpend"))
+        if limit and spent is not None and limit > 0:
+            return 100.0 * spent / limit
+        return None
+
+
+def _number(value: object) -> float | None:
+    """A JSON number, or an int64 that Connect+JSON sent as a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value == value else None  # NaN is no number
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if number == number and abs(number) != float("inf") else None
+    return None
 
 
 @dataclass(slots=True)
@@ -71,16 +120,32 @@ TRACE: ContextVar[RequestTrace | None] = ContextVar("cursorgate_trace", default=
 
 
 class AccountPool:
-    """Least-loaded, then least-recently-used, among healthy accounts offering the model.
+    """Least-loaded, then least-recently-used, among healthy accounts offering the model whose
+    proxy (if any) is not down. Accounts near their plan limit come last: they serve only when no
+    other one can. With affinity on, a conversation's account comes first while it is healthy.
 
     `listener` is told about every state change worth persisting (cool-down, disable, errors).
     """
 
     def __init__(
-        self, accounts: list[Account] | None = None, listener: Callable[[Account], None] | None = None
+        self,
+        accounts: list[Account] | None = None,
+        listener: Callable[[Account], None] | None = None,
+        *,
+        proxies: ProxyHealth | None = None,
+        near_limit_percent: float = 0.0,
+        affinity: bool = False,
+        affinity_entries: int = DEFAULT_AFFINITY_ENTRIES,
     ) -> None:
         self._accounts: dict[str, Account] = {a.id: a for a in accounts or []}
         self.listener = listener
+        self.proxies = proxies or ProxyHealth()
+        # At or above this share of the plan used (0-100), an account is "near its limit"; 0: off.
+        self.near_limit_percent = near_limit_percent
+        self.affinity = affinity
+        self._affinity_entries = max(1, affinity_entries)
+        # Conversation key -> the account that served it last.
+        self._affine: OrderedDict[str, str] = OrderedDict()
         # Told of each cool-down and disable this replica decides (core/shared.py passes them on
         # to the other replicas): (account, "cool_down" or "disable", reason).
         self.on_shared_change: Callable[[Account, str, str], None] | None = None
@@ -97,18 +162,49 @@ class AccountPool:
     def all(self) -> list[Account]:
         return list(self._accounts.values())
 
-    def candidates(self, model: str) -> list[Account]:
+    def near_limit(self, account: Account) -> bool:
+        if self.near_limit_percent <= 0:
+            return False
+        used = account.plan_used_percent()
+        return used is not None and used >= self.near_limit_percent
+
+    def usable(self, account: Account, now: float) -> bool:
+        return account.healthy(now) and self.proxies.down(account.proxy, now) is None
+
+    def candidates(self, model: str, affinity_key: str = "") -> list[Account]:
         now = time.time()
-        usable = [a for a in self._accounts.values() if a.healthy(now) and a.offers(model)]
-        return sorted(usable, key=lambda a: (a.in_flight, a.last_used))
+        usable = [a for a in self._accounts.values() if self.usable(a, now) and a.offers(model)]
+        ordered = sorted(usable, key=lambda a: (self.near_limit(a), a.in_flight, a.last_used))
+        if self.affinity and affinity_key and ordered:
+            sticky = self._accounts.get(self._affine.get(affinity_key, ""))
+            # The conversation's account while it is usable; a near-limit one only when every
+            # other account is near its limit too.
+            if sticky in ordered and (not self.near_limit(sticky) or self.near_limit(ordered[0])):
+                ordered.remove(sticky)
+                ordered.insert(0, sticky)
+        return ordered
+
+    def remember(self, affinity_key: str, account: Account) -> None:
+        """The conversation was served by `account`: its next requests go there too."""
+        if not self.affinity or not affinity_key:
+            return
+        self._affine[affinity_key] = account.id
+        self._affine.move_to_end(affinity_key)
+        while len(self._affine) > self._affinity_entries:
+            self._affine.popitem(last=False)
 
     def offered_anywhere(self, model: str) -> bool:
         return any(a.enabled and a.offers(model) for a in self._accounts.values())
 
     def next_available_in(self, model: str) -> float:
-        """Seconds until a cooling-down account offering the model is back (0 if none cools)."""
+        """Seconds until a cooling-down account (or one behind a proxy that is down) offering the
+        model is back (0 if none waits)."""
         now = time.time()
-        waits = [a.cooldown_until - now for a in self._accounts.values() if a.enabled and a.offers(model)]
+        waits = []
+        for a in self._accounts.values():
+            if a.enabled and a.offers(model):
+                down = self.proxies.down(a.proxy, now)
+                waits.append(max(a.cooldown_until, down.until if down else 0.0) - now)
         return max(0.0, min(waits)) if waits else 0.0
 
     @contextlib.contextmanager

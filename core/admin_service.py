@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -16,13 +17,15 @@ from google.protobuf.message import Message
 
 from core.accounts import Account, AccountPool
 from core.aliases import Alias, AliasError, Offer
-from core.auth.cursor_auth import AuthError, is_api_key
+from core.auth.cursor_auth import AuthError, Tokens, is_api_key
+from core.auth.logins import AccountLogins, Login, TooManyLogins
 from core.auth.renewal import Renewer
 from core.chat_service import metadata_value
 from core.config import DIALECTS
 from core.licenses import License, LicenseRegistry, key_prefix
 from core.limits import PERIODS, LocalLimits, period_end, period_start
 from core.limits_shared import SharedLimits
+from core.proxies import InvalidProxy, mask_proxy, parse_proxy
 from core.refresh import Refresher
 from core.resolve import ModelResolver
 from core.secrets import bearer, hash_key, keys_equal, mask, new_license
@@ -48,6 +51,9 @@ BUCKETS = {"minute": (60, 3600.0), "hour": (3600, 86400.0), "day": (86400, 30 * 
 MAX_BUCKETS = 2000
 # The largest Unix time a Timestamp (and the admin page) can show: 9999-12-31T23:59:59Z.
 MAX_UNIX_SECONDS = 253_402_300_799
+# ImportAccounts: at most this many lines (and characters) per call.
+MAX_IMPORT_LINES = 1000
+MAX_IMPORT_CHARS = 4 * 1024 * 1024
 
 
 class AdminError(Exception):
@@ -80,6 +86,8 @@ class Backoffice:
     resolver: ModelResolver | None = None
     # The licenses' rate limits and budgets (for the budget used now).
     limits: LocalLimits | SharedLimits | None = None
+    # Seconds an admin-API login waits for the sign-in (CURSORGATE_ACCOUNT_LOGIN_TIMEOUT).
+    login_timeout: float = 600.0
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -87,6 +95,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self.office = office
         # Only the hash is kept: comparing hashes is constant-time whatever the lengths.
         self._key_hash = hash_key(admin_key) if admin_key else None
+        self.logins = AccountLogins(office.renewer.auth, self._add_logged_in, office.login_timeout)
+
+    async def aclose(self) -> None:
+        """Cancels the logins still polling Cursor (core is stopping)."""
+        await self.logins.aclose()
 
     def _authorize(self, context: Context) -> None:
         if self._key_hash is None:
@@ -119,25 +132,44 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _not_found("account", account_id)
         return account
 
-    async def _credentials(self, request: admin_pb2.AddAccountRequest) -> tuple[str, str, str]:
+    async def _credentials(self, request: admin_pb2.AddAccountRequest, proxy: str) -> tuple[str, str, str]:
         """(access token, refresh token, API key) from what the operator gave: a JWT or cookie
-        value (optionally with its refresh token), or a `crsr_` user API key, exchanged now."""
+        value (optionally with its refresh token), or a `crsr_` user API key, exchanged now
+        (through the account's proxy).
+
+        A web cookie (`WorkosCursorSessionToken`, `user_...%3A%3A<jwt>`) is upgraded by taking
+        the JWT after `::`: Cursor accepts that JWT as a Bearer token on its RPCs (agent-protocol.md
+        §6, GO-A), so no exchange endpoint is involved; it has no refresh token and lapses at
+        its `exp` unless one is given."""
         if is_api_key(request.token):
             try:
-                tokens = await self.office.renewer.auth.exchange_api_key(request.token)
+                tokens = await self.office.renewer.auth.exchange_api_key(request.token, proxy)
             except AuthError as err:
                 raise _invalid(f"token: {err}") from None
             return tokens.access_token, "", request.token.strip()
         try:
-            return normalize_token(request.token), request.refresh_token.strip(), ""
+            token = normalize_token(request.token)
         except InvalidToken:
             # The value itself is never echoed: it may be a real secret pasted in the wrong field.
             raise _invalid(
                 "token: expected a Cursor JWT, a WorkosCursorSessionToken cookie value or a crsr_ API key."
             ) from None
+        if not jwt_claims(token):
+            raise _invalid("token: its middle part is not a JWT payload (base64url-encoded JSON object).")
+        refresh_token = request.refresh_token.strip()
+        if refresh_token and (
+            len(refresh_token) > 4096 or not refresh_token.isprintable() or " " in refresh_token
+        ):
+            raise _invalid("refresh_token: not a refresh token (too long, or spaces/control characters).")
+        return token, refresh_token, ""
 
-    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
-        token, refresh_token, api_key = await self._credentials(request)
+    async def _new_account(self, request: admin_pb2.AddAccountRequest) -> Account:
+        """Checks, stores and pools the account; its details are not fetched yet."""
+        proxy = _proxy(request.proxy)
+        label = _name(request.label, "label")
+        client_version = _client_version(request.client_version) or None
+        dialect = _dialect(request.dialect or "auto")
+        token, refresh_token, api_key = await self._credentials(request, proxy)
         _check_claims(jwt_claims(token))
         existing = next((a for a in self.office.pool.all() if keys_equal(a.token, token)), None)
         if existing is not None:
@@ -147,11 +179,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = Account(
             id=f"acc_{secrets.token_hex(6)}",
             token=token,
-            label=_name(request.label, "label"),
-            client_version=_client_version(request.client_version) or None,
-            dialect=_dialect(request.dialect or "auto"),
+            label=label,
+            client_version=client_version,
+            dialect=dialect,
             refresh_token=refresh_token,
             api_key=api_key,
+            proxy=proxy,
         )
         try:
             await self.office.store.add_account(account)
@@ -160,26 +193,121 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 grpc.StatusCode.ALREADY_EXISTS, f"This token is already account '{dup}'."
             ) from None
         self.office.pool.add(account)
-        log.info("account %s added (%s)", account.id, mask(token))
+        log.info("account %s added (%s, proxy %s)", account.id, mask(token), mask_proxy(proxy) or "none")
+        return account
+
+    async def _add_account(self, request: admin_pb2.AddAccountRequest) -> admin_pb2.Account:
+        account = await self._new_account(request)
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
-        return safe_account_proto(account)
+        return self._proto(account)
+
+    def _proto(self, account: Account) -> admin_pb2.Account:
+        return safe_account_proto(account, self.office.pool)
+
+    # --- add by login, bulk import ---
+
+    async def _add_logged_in(self, tokens: Tokens, login: Login) -> str:
+        request = admin_pb2.AddAccountRequest(
+            token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            label=login.label or "admin login",
+            proxy=login.proxy,
+            dialect=login.dialect,
+        )
+        try:
+            account = await self._new_account(request)
+        except AdminError as err:
+            raise ValueError(err.message) from None
+        await self.office.refresher.refresh(account)
+        await self.office.journal.flush()
+        return account.id
+
+    def _login_proto(self, login: Login) -> admin_pb2.AccountLogin:
+        out = admin_pb2.AccountLogin(
+            login_id=login.id,
+            url=login.start.url,
+            expires_at=_ts(login.expires_at),
+            state=login.state,
+            error=login.error,
+        )
+        account = self.office.pool.get(login.account_id) if login.account_id else None
+        if account is not None:
+            out.account.CopyFrom(self._proto(account))
+        return out
+
+    async def _start_account_login(
+        self, request: admin_pb2.StartAccountLoginRequest
+    ) -> admin_pb2.AccountLogin:
+        proxy = _proxy(request.proxy)
+        label = _name(request.label, "label")
+        dialect = _dialect(request.dialect or "auto")
+        try:
+            login = self.logins.start(label, proxy, dialect)
+        except TooManyLogins as err:
+            raise AdminError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
+        log.info("login %s started (proxy %s)", login.id, mask_proxy(proxy) or "none")
+        return self._login_proto(login)
+
+    async def _get_account_login(self, request: admin_pb2.GetAccountLoginRequest) -> admin_pb2.AccountLogin:
+        login = self.logins.get(request.login_id)
+        if login is None:
+            raise _not_found("login", request.login_id)
+        return self._login_proto(login)
+
+    async def _import_accounts(
+        self, request: admin_pb2.ImportAccountsRequest
+    ) -> admin_pb2.ImportAccountsResponse:
+        if len(request.tokens) > MAX_IMPORT_CHARS:
+            raise _invalid(f"tokens: at most {MAX_IMPORT_CHARS} characters per import.")
+        lines = request.tokens.splitlines()
+        if len(lines) > MAX_IMPORT_LINES:
+            raise _invalid(f"tokens: at most {MAX_IMPORT_LINES} lines per import.")
+        proxy = _proxy(request.proxy)
+        prefix = _name(request.label_prefix, "label_prefix") or "import"
+        answer = admin_pb2.ImportAccountsResponse()
+        added: list[Account] = []
+        for number, line in enumerate(lines, start=1):
+            value = line.strip()
+            if not value or value.startswith("#"):
+                continue
+            label = f"{prefix[: MAX_NAME - 8]} {number}"
+            try:
+                added.append(
+                    await self._new_account(
+                        admin_pb2.AddAccountRequest(token=value, label=label, proxy=proxy)
+                    )
+                )
+            except AdminError as err:
+                # The message names what was wrong, never the line's content.
+                answer.failed.add(line=number, error=err.message)
+        # Models, usage and plan for all of them (the refresher bounds the concurrency).
+        await asyncio.gather(*(self.office.refresher.refresh(a) for a in added), return_exceptions=True)
+        await self.office.journal.flush()
+        answer.added.extend(self._proto(a) for a in added)
+        log.info("import: %d account(s) added, %d line(s) refused", len(added), len(answer.failed))
+        return answer
 
     async def _list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
         accounts = sorted(self.office.pool.all(), key=lambda a: a.created_at)
-        return admin_pb2.ListAccountsResponse(accounts=[safe_account_proto(a) for a in accounts])
+        return admin_pb2.ListAccountsResponse(accounts=[self._proto(a) for a in accounts])
 
     async def _get_account(self, request: admin_pb2.GetAccountRequest) -> admin_pb2.Account:
-        return safe_account_proto(self._account(request.id))
+        return self._proto(self._account(request.id))
 
     async def _update_account(self, request: admin_pb2.UpdateAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
-        if request.HasField("label"):
-            account.label = _name(request.label, "label")
+        # Every value is checked before anything changes: a bad request changes nothing.
+        label = _name(request.label, "label") if request.HasField("label") else account.label
+        client_version = account.client_version
         if request.HasField("client_version"):
-            account.client_version = _client_version(request.client_version) or None
-        if request.HasField("dialect"):
-            account.dialect = _dialect(request.dialect)
+            client_version = _client_version(request.client_version) or None
+        dialect = _dialect(request.dialect) if request.HasField("dialect") else account.dialect
+        proxy = _proxy(request.proxy) if request.HasField("proxy") else account.proxy
+        account.label, account.client_version, account.dialect = label, client_version, dialect
+        if proxy != account.proxy:
+            account.proxy = proxy
+            log.info("account %s: proxy now %s", account.id, mask_proxy(proxy) or "none")
         if request.HasField("enabled"):
             account.enabled = request.enabled
             # Re-enabling is the admin's word that the problem is solved: start afresh.
@@ -188,7 +316,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self.office.pool.changed(account)
         await self.office.journal.flush()
         log.info("account %s updated", account.id)
-        return safe_account_proto(account)
+        return self._proto(account)
 
     async def _remove_account(
         self, request: admin_pb2.RemoveAccountRequest
@@ -203,13 +331,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = self._account(request.id)
         await self.office.refresher.reprobe(account)
         await self.office.journal.flush()
-        return account_proto(account)
+        return self._proto(account)
 
     async def _refresh_account(self, request: admin_pb2.RefreshAccountRequest) -> admin_pb2.Account:
         account = self._account(request.id)
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
-        return safe_account_proto(account)
+        return self._proto(account)
 
     # --- licenses ---
 
@@ -548,6 +676,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.DeleteAliasResponse:
         return await self._serve(context, self._delete_alias, request)
 
+    async def StartAccountLogin(
+        self, request: admin_pb2.StartAccountLoginRequest, context: Context
+    ) -> admin_pb2.AccountLogin:
+        return await self._serve(context, self._start_account_login, request)
+
+    async def GetAccountLogin(
+        self, request: admin_pb2.GetAccountLoginRequest, context: Context
+    ) -> admin_pb2.AccountLogin:
+        return await self._serve(context, self._get_account_login, request)
+
+    async def ImportAccounts(
+        self, request: admin_pb2.ImportAccountsRequest, context: Context
+    ) -> admin_pb2.ImportAccountsResponse:
+        return await self._serve(context, self._import_accounts, request)
+
 
 # --- validation and conversion ---
 
@@ -557,6 +700,13 @@ def _name(value: str, field: str) -> str:
     if len(value) > MAX_NAME:
         raise _invalid(f"{field}: at most {MAX_NAME} characters.")
     return value
+
+
+def _proxy(value: str) -> str:
+    try:
+        return parse_proxy(value)
+    except InvalidProxy as err:
+        raise _invalid(str(err)) from None
 
 
 def _dialect(value: str) -> str:
@@ -624,11 +774,11 @@ def _token_expiry(claims: dict[str, object]) -> timestamp_pb2.Timestamp | None:
     return None  # absent, or a value no Timestamp can hold (NaN, 1e20): not shown
 
 
-def safe_account_proto(account: Account) -> admin_pb2.Account:
+def safe_account_proto(account: Account, pool: AccountPool | None = None) -> admin_pb2.Account:
     """The account as account_proto renders it, or, should that fail, the fields that cannot
     fail: one bad row never hides the others."""
     try:
-        return account_proto(account)
+        return account_proto(account, pool)
     except Exception:
         log.exception("account %s could not be rendered in full", account.id)
         return admin_pb2.Account(
@@ -638,10 +788,11 @@ def safe_account_proto(account: Account) -> admin_pb2.Account:
             enabled=account.enabled,
             status="disabled" if not account.enabled else "active",
             last_error="This account's details could not be shown; see core's log.",
+            proxy=mask_proxy(account.proxy),
         )
 
 
-def account_proto(account: Account) -> admin_pb2.Account:
+def account_proto(account: Account, pool: AccountPool | None = None) -> admin_pb2.Account:
     now = time.time()
     claims = jwt_claims(account.token)
     out = admin_pb2.Account(
@@ -663,7 +814,21 @@ def account_proto(account: Account) -> admin_pb2.Account:
         active_dialect=str(account.dialect_state.get("active") or ""),
         credential="api_key" if account.api_key else "refresh_token" if account.refresh_token else "token",
         renewal_error=str(account.auth_state.get("error") or "")[:300],
+        proxy=mask_proxy(account.proxy),
     )
+    credit, used = account.remaining_credit(), account.plan_used_percent()
+    if credit is not None:
+        out.remaining_credit = credit
+    if used is not None:
+        out.plan_used_percent = used
+    if pool is not None:
+        out.near_limit = pool.near_limit(account)
+        down = pool.proxies.down(account.proxy, now)
+        if down is not None:
+            out.proxy_down_until.CopyFrom(_ts(down.until))
+        outage = pool.proxies.last(account.proxy)
+        if outage is not None:
+            out.proxy_error = outage.reason
     renewed_at = account.auth_state.get("renewed_at")
     if isinstance(renewed_at, int | float):
         out.renewed_at.CopyFrom(_ts(float(renewed_at)))

@@ -105,6 +105,47 @@ async def _add_account(token: str, label: str) -> int:
     return 0
 
 
+def _import_file(path: Path, label_prefix: str, proxy: str) -> int:
+    """`cursorgate accounts import FILE`: one credential per line, through core's admin API."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"cursorgate: cannot read {path}: {type(err).__name__}", file=sys.stderr)
+        return 2
+    return asyncio.run(_import_accounts(text, label_prefix, proxy))
+
+
+async def _import_accounts(text: str, label_prefix: str, proxy: str) -> int:
+    import grpc
+
+    from core.grpc_tls import channel_credentials
+    from cursorgate.v1 import admin_pb2, admin_pb2_grpc
+
+    settings = load_settings()
+    if settings.admin_key is None:
+        print("cursorgate: set CURSORGATE_ADMIN_KEY to import through core's admin API", file=sys.stderr)
+        return 2
+    target = os.environ.get("CURSORGATE_CORE_ADDRESS") or settings.grpc_address
+    metadata = (("authorization", f"Bearer {settings.admin_key.get_secret_value()}"),)
+    tls = channel_credentials(settings)
+    channel_cm = grpc.aio.secure_channel(target, tls) if tls else grpc.aio.insecure_channel(target)
+    request = admin_pb2.ImportAccountsRequest(tokens=text, label_prefix=label_prefix, proxy=proxy)
+    async with channel_cm as channel:
+        try:
+            answer = await admin_pb2_grpc.AdminServiceStub(channel).ImportAccounts(
+                request, metadata=metadata, timeout=600
+            )
+        except grpc.aio.AioRpcError as err:
+            print(f"cursorgate: core refused: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 1
+    for account in answer.added:
+        print(f"added account {account.id} ({account.label}, {account.token_masked}, {account.status})")
+    for failure in answer.failed:
+        print(f"line {failure.line}: {failure.error}", file=sys.stderr)
+    print(f"cursorgate: {len(answer.added)} added, {len(answer.failed)} refused")
+    return 1 if answer.failed else 0
+
+
 async def _migrate() -> int:
     from core.store import connect
 
@@ -131,6 +172,15 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="bring the database (CURSORGATE_DATABASE_URL) to the current schema")
     login = sub.add_parser("login", help="sign in to Cursor in a browser and add the account to the pool")
     login.add_argument("--label", default="", help="label for the added account")
+    accounts_cmd = sub.add_parser("accounts", help="the Cursor account pool").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    importer = accounts_cmd.add_parser(
+        "import", help="add the accounts of a file (one JWT, cookie value or crsr_ key per line; - = stdin)"
+    )
+    importer.add_argument("file", type=Path)
+    importer.add_argument("--label-prefix", default="", help="labels are '<prefix> <line>' (default: import)")
+    importer.add_argument("--proxy", default="", help="an outbound proxy URL for every imported account")
     secrets_cmd = sub.add_parser("secrets", help="credentials at rest").add_subparsers(
         dest="secrets_command", required=True
     )
@@ -143,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         from core.auth.login import login as run_login
 
         raise SystemExit(asyncio.run(run_login(args.label)))
+    if args.command == "accounts":
+        raise SystemExit(_import_file(args.file, args.label_prefix, args.proxy))
     if args.command == "secrets":
         from core.store.rotate import rotate as run_rotate
 

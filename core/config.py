@@ -90,6 +90,21 @@ class CoreSettings(BaseSettings):
             raise ValueError("must name the proxy's host")
         return value
 
+    # Seconds an account proxy that refused a connection is left alone (its accounts skipped, not
+    # penalised) before it is tried again.
+    proxy_retry_after: float = Field(default=30.0, gt=0)
+    # An account whose plan is at least this percent used (GetCurrentPeriodUsage's
+    # planUsage.totalPercentUsed, as last refreshed) is "near its limit": the pool routes to it
+    # only when no other account can serve. 0: off.
+    pool_near_limit_percent: float = Field(default=90.0, ge=0, le=100)
+    # Conversation affinity: the same conversation (OpenAI prompt_cache_key/user, Anthropic
+    # metadata.user_id, else a hash of its first messages) goes to the same account while that
+    # account is healthy, so Cursor's prompt cache helps. Remembered for this many conversations.
+    pool_affinity: bool = False
+    pool_affinity_entries: int = Field(default=10_000, ge=1)
+    # Seconds an admin-API login (POST /cursor/admin/api/accounts/login) waits for the sign-in.
+    account_login_timeout: float = Field(default=600.0, gt=0, le=3600)
+
     # Host of agent.v1.AgentService/Run; empty: DEFAULT_AGENT_URL against Cursor, else upstream_url.
     agent_url: str = ""
     # Which Cursor chat RPC to speak: auto (probe each account, remember what works), or one.

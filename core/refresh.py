@@ -17,6 +17,7 @@ import httpx
 from core.accounts import Account, AccountPool
 from core.catalog import ModelInfo
 from core.config import CoreSettings
+from core.proxies import ClientsByProxy, reachable
 from core.upstream.errors import Failure, UpstreamError
 from core.upstream.headers import ClientIdentity, cursor_headers
 
@@ -40,8 +41,9 @@ class Refresher:
         self.settings = settings
         self.pool = pool
         self.models = models
-        self._http = httpx.AsyncClient(
-            base_url=settings.upstream_url.rstrip("/"), timeout=20.0, proxy=settings.upstream_proxy or None
+        # Usage and plan go through the account's own proxy when it has one.
+        self._http = ClientsByProxy(
+            settings.upstream_proxy, base_url=settings.upstream_url.rstrip("/"), timeout=20.0
         )
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(CONCURRENCY)
@@ -70,6 +72,13 @@ class Refresher:
                 if err.failure is Failure.AUTH:
                     account.enabled = False
                     account.disabled_reason = f"Cursor rejected the token: {err.message}"
+                elif (
+                    account.proxy
+                    and err.failure is Failure.UNAVAILABLE
+                    and not await reachable(account.proxy)
+                ):
+                    # The proxy's fault, as on the chat path: its accounts wait for it.
+                    self.pool.proxies.mark_down(account.proxy, "the proxy refused a connection (refresh)")
                 errors.append(f"models: {err.failure.value}: {err.message}")
             for key, fetch in (("usage", self._usage), ("membership", self._membership)):
                 try:
@@ -97,16 +106,17 @@ class Refresher:
             "content-type": "application/json",
             "connect-protocol-version": "1",
         }
-        return await self._json("POST", USAGE_PATH, headers, b"{}")
+        return await self._json(account, "POST", USAGE_PATH, headers, b"{}")
 
     async def _membership(self, account: Account) -> dict[str, Any]:
-        return await self._json("GET", PROFILE_PATH, self._headers(account), None)
+        return await self._json(account, "GET", PROFILE_PATH, self._headers(account), None)
 
     async def _json(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+        self, account: Account, method: str, path: str, headers: dict[str, str], body: bytes | None
     ) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, path, headers=headers, content=body)
+            client = self._http.get(account.proxy)
+            response = await client.request(method, path, headers=headers, content=body)
         except httpx.HTTPError as err:
             raise _DetailError(f"unreachable ({type(err).__name__})") from None
         if response.status_code != 200:

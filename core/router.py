@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
+from core.proxies import mask_proxy, reachable
 from core.tracing import UpstreamSpan
 from core.upstream.errors import Failure, UpstreamError
 from cursorgate.v1 import chat_pb2
@@ -20,6 +22,25 @@ log = logging.getLogger("cursorgate.router")
 RETRY_BACKOFF_S = 0.05
 # Failures one request causes by itself: they never touch the account's state.
 CALLER_FAULTS = frozenset({Failure.BAD_REQUEST, Failure.TOO_LARGE})
+# Failures a dead proxy shows as (nothing connects, or nothing comes back).
+PROXY_SYMPTOMS = frozenset({Failure.UNAVAILABLE, Failure.TIMEOUT})
+MAX_AFFINITY_KEY = 200
+
+
+def affinity_key(request: chat_pb2.ChatRequest) -> str:
+    """What identifies the conversation: the caller's key (OpenAI `prompt_cache_key`/`user`,
+    Anthropic `metadata.user_id`, passed by the facade), else a hash of the conversation's start
+    (its leading system messages and the first message after them), which every later request of
+    the same conversation repeats."""
+    if request.affinity_key:
+        return "key:" + request.affinity_key[:MAX_AFFINITY_KEY]
+    digest = hashlib.sha256()
+    for message in request.messages:
+        digest.update(message.SerializeToString(deterministic=True))
+        digest.update(b"\x00")
+        if message.role != chat_pb2.ROLE_SYSTEM:
+            break
+    return "start:" + digest.hexdigest()
 
 
 class ChatUpstream(Protocol):
@@ -54,8 +75,9 @@ class Router:
         last: UpstreamError | None = None
         tried: set[str] = set()
         renewed: set[str] = set()
+        key = affinity_key(request) if self.pool.affinity and request.messages else ""
         for attempt in range(self.attempts):
-            account = self._pick(request.model, tried, last)
+            account = self._pick(request.model, tried, last, key)
             if account is None:
                 break
             if attempt and last is not None and last.failure is Failure.UNAVAILABLE:
@@ -73,13 +95,20 @@ class Router:
                     events = self.upstream.stream_chat(account, request, time_remaining)
                     async with contextlib.aclosing(events):  # type: ignore[type-var]
                         async for event in events:
-                            started = True
+                            if not started:
+                                started = True
+                                self.pool.remember(key, account)
                             yield event
                     return
                 except UpstreamError as err:
                     if not started and await self._renewed(account, err, token_used, renewed):
                         tried.discard(account.id)  # the same account again, with its new token
                         last = err
+                        continue
+                    if not started and await self._proxy_failed(account, err):
+                        # The proxy's fault: the account is left as it was, and with no other
+                        # account left the answer says when the proxy is tried again.
+                        last = None
                         continue
                     self._record(account, err)
                     if started or not err.retryable:
@@ -103,11 +132,31 @@ class Router:
         renewed.add(account.id)
         return await self.renewer.renew(account, seen_token=token_used)
 
-    def _pick(self, model: str, tried: set[str], last: UpstreamError | None) -> Account | None:
+    async def _proxy_failed(self, account: Account, err: UpstreamError) -> bool:
+        """A transport failure of an account with its own proxy, when that proxy does not even
+        accept a connection: the proxy is marked down (its accounts are skipped until its retry
+        time) and the account is not penalised. The request fails over to another account, never
+        around the proxy: an operator sets one for a reason (region, egress policy)."""
+        if not account.proxy or err.failure not in PROXY_SYMPTOMS:
+            return False
+        if await reachable(account.proxy):
+            return False
+        if self.on_failure is not None:
+            self.on_failure(err.failure)
+        reason = f"the proxy refused or did not answer a connection ({err.failure.value})"
+        self.pool.proxies.mark_down(account.proxy, reason)
+        log.warning(
+            "account %s: proxy %s is down; failing over to another account",
+            account.id,
+            mask_proxy(account.proxy),
+        )
+        return True
+
+    def _pick(self, model: str, tried: set[str], last: UpstreamError | None, key: str = "") -> Account | None:
         """An account not tried yet; after a transport failure, a tried one will do (the fault
         was the connection's, not the account's). Candidates are re-read each attempt, so an
         account disabled or cooled down by the last failure is skipped."""
-        candidates = self.pool.candidates(model)
+        candidates = self.pool.candidates(model, key)
         fresh = [a for a in candidates if a.id not in tried]
         if fresh:
             return fresh[0]
@@ -136,7 +185,8 @@ class Router:
         if wait > 0:
             return GatewayError(
                 Code.ERROR_CODE_RATE_LIMITED,
-                "Every Cursor account that offers this model is cooling down; retry later.",
+                "Every Cursor account that offers this model is cooling down (or behind a proxy that "
+                "is down); retry later.",
                 retry_after_ms=int(wait * 1000),
             )
         return GatewayError(

@@ -32,6 +32,7 @@ from core.limits_shared import SharedLimits
 from core.logs import RequestIdInterceptor
 from core.metrics import CoreMetrics, MetricsServer
 from core.model_service import ModelService
+from core.proxies import ProxyHealth
 from core.refresh import Refresher
 from core.resolve import ModelResolver
 from core.response_service import ResponseStoreService
@@ -104,6 +105,8 @@ class Core:
     slots: SharedSlots | None = None
     redis: Redis | None = None
     limits: LocalLimits | SharedLimits | None = None
+    # Holds the admin-API logins still polling Cursor (cancelled at stop).
+    admin: AdminService | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -167,6 +170,8 @@ class Core:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.admin is not None:
+            await self.admin.aclose()
         await self.refresher.aclose()
         await self.discovery.aclose()
         await self.renewer.aclose()
@@ -202,7 +207,14 @@ async def build(settings: CoreSettings) -> Core:
         max_concurrent=settings.license_max_concurrent,
         charge=QuotaLedger(store, journal).charge,
     )
-    pool = AccountPool(await store.accounts(), listener=journal.account_changed)
+    pool = AccountPool(
+        await store.accounts(),
+        listener=journal.account_changed,
+        proxies=ProxyHealth(settings.proxy_retry_after),
+        near_limit_percent=settings.pool_near_limit_percent,
+        affinity=settings.pool_affinity,
+        affinity_entries=settings.pool_affinity_entries,
+    )
     upstream = CursorClient(settings, pool)
     refresher = Refresher(settings, pool, upstream)
     catalog = seed_catalog()
@@ -248,8 +260,19 @@ async def build(settings: CoreSettings) -> Core:
         ModelService(licenses, pool, catalog, resolver), server
     )
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    office = Backoffice(licenses, pool, store, journal, refresher, renewer, resolver, limits)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(office, admin_key), server)
+    office = Backoffice(
+        licenses,
+        pool,
+        store,
+        journal,
+        refresher,
+        renewer,
+        resolver,
+        limits,
+        login_timeout=settings.account_login_timeout,
+    )
+    admin = AdminService(office, admin_key)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
     responses = ResponseRepo(store.engine, settings.response_store_max_rows, settings.response_store_ttl)
     responses_pb2_grpc.add_ResponseStoreServiceServicer_to_server(
         ResponseStoreService(licenses, responses), server
@@ -276,6 +299,7 @@ async def build(settings: CoreSettings) -> Core:
         gate,
         aliases,
         limits=limits,
+        admin=admin,
     )
     if redis is not None:
         core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)

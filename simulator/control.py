@@ -29,6 +29,8 @@ class TokenBehaviour:
     max_only: list[str] = field(default_factory=list)
     # Models without Max mode (a request with max_mode set is refused).
     no_max: list[str] = field(default_factory=list)
+    # Plan spend this cycle in cents, of the 2000 the plan includes (None: the usual 123).
+    plan_spent: int | None = None
 
 
 @dataclass

@@ -34,9 +34,11 @@ def _unauthenticated() -> Response:
 
 def routes(state: SimState) -> list[Route]:
     async def usage(request: Request) -> Response:
-        if _token(request, state) is None:
+        token = _token(request, state)
+        if token is None:
             return _unauthenticated()
-        spent = 123  # cents
+        scripted = state.behaviour(token).plan_spent
+        spent = 123 if scripted is None else scripted  # cents
         start = int(time.time() * 1000) // CYCLE_MS * CYCLE_MS
         return JSONResponse(
             {

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import httpx
 
 from core.config import CoreSettings
+from core.proxies import ClientsByProxy
 
 # OAuth answers that mean the refresh token is dead for good (agent-protocol.md §6).
 PERMANENT = frozenset(
@@ -40,9 +41,11 @@ class AuthError(Exception):
     """`permanent`: retrying cannot help (the account must be disabled). The message names
     Cursor's error code at most, never a credential."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        # The HTTP status Cursor answered with; None when it was not reached.
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +62,12 @@ def is_api_key(value: str) -> bool:
 class CursorAuth:
     def __init__(self, settings: CoreSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
-        self._http = httpx.AsyncClient(
+        # Per proxy: an account's login and renewals go through the account's own proxy.
+        self._http = ClientsByProxy(
+            settings.upstream_proxy,
             base_url=(settings.auth_url or settings.upstream_url).rstrip("/"),
             timeout=20.0,
             transport=transport,
-            proxy=settings.upstream_proxy or None,
         )
 
     async def aclose(self) -> None:
@@ -79,34 +83,34 @@ class CursorAuth:
         url = f"{self.settings.login_url.rstrip('/')}/loginDeepControl?{query}"
         return LoginStart(url=url, uuid=login_id, verifier=verifier)
 
-    async def poll_login(self, start: LoginStart) -> Tokens | None:
+    async def poll_login(self, start: LoginStart, proxy: str = "") -> Tokens | None:
         """One poll: None while the user has not finished logging in (Cursor answers 404)."""
         response = await self._request(
-            "GET", "/auth/poll", params={"uuid": start.uuid, "verifier": start.verifier}
+            "GET", "/auth/poll", proxy, params={"uuid": start.uuid, "verifier": start.verifier}
         )
         if response.status_code == 404:
             return None
         return _tokens(self._json(response, "login"))
 
-    async def refresh(self, refresh_token: str) -> Tokens:
+    async def refresh(self, refresh_token: str, proxy: str = "") -> Tokens:
         body = {
             "grant_type": "refresh_token",
             "client_id": self.settings.oauth_client_id,
             "refresh_token": refresh_token,
         }
-        response = await self._request("POST", "/oauth/token", json=body)
+        response = await self._request("POST", "/oauth/token", proxy, json=body)
         tokens = _tokens(self._json(response, "refresh"))
         # Cursor may rotate the refresh token; when it does not, the old one stays valid.
         return Tokens(tokens.access_token, tokens.refresh_token or refresh_token)
 
-    async def exchange_api_key(self, api_key: str) -> Tokens:
+    async def exchange_api_key(self, api_key: str, proxy: str = "") -> Tokens:
         headers = {"authorization": f"Bearer {api_key.strip()}"}
-        response = await self._request("POST", "/auth/exchange_user_api_key", json={}, headers=headers)
+        response = await self._request("POST", "/auth/exchange_user_api_key", proxy, json={}, headers=headers)
         return _tokens(self._json(response, "API key exchange"))
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, proxy: str, **kwargs: Any) -> httpx.Response:
         try:
-            return await self._http.request(method, path, **kwargs)
+            return await self._http.get(proxy).request(method, path, **kwargs)
         except httpx.HTTPError as err:
             raise AuthError(
                 f"Cursor's auth endpoint is unreachable ({type(err).__name__})", permanent=False
@@ -129,7 +133,9 @@ class CursorAuth:
         permanent = code in PERMANENT or response.status_code in (401, 403)
         detail = f" ({code})" if code else ""
         raise AuthError(
-            f"Cursor refused the {what}: HTTP {response.status_code}{detail}", permanent=permanent
+            f"Cursor refused the {what}: HTTP {response.status_code}{detail}",
+            permanent=permanent,
+            status=response.status_code,
         )
 
 

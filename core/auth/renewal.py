@@ -87,8 +87,8 @@ class Renewer:
 
     async def _fetch(self, account: Account) -> Tokens:
         if account.api_key:
-            return await self.auth.exchange_api_key(account.api_key)
-        return await self.auth.refresh(account.refresh_token)
+            return await self.auth.exchange_api_key(account.api_key, account.proxy)
+        return await self.auth.refresh(account.refresh_token, account.proxy)
 
     async def renew_due(self) -> None:
         now = time.time()

@@ -67,7 +67,7 @@ def models_from_json(data: dict[str, Any] | None) -> dict[str, ModelInfo] | None
 
 
 # Columns that hold secrets: sealed at rest by the store when a secret key is configured.
-SECRET_COLUMNS = ("token", "refresh_token", "api_key")
+SECRET_COLUMNS = ("token", "refresh_token", "api_key", "proxy")
 
 
 def account_state(account: Account) -> dict[str, Any]:
@@ -90,6 +90,7 @@ def account_state(account: Account) -> dict[str, Any]:
         "token_hash": hash_key(account.token),
         "refresh_token": account.refresh_token,
         "api_key": account.api_key,
+        "proxy": account.proxy,
     }
 
 
@@ -112,4 +113,5 @@ def account_from_row(row: AccountRow) -> Account:
         refresh_token=row.refresh_token or "",
         api_key=row.api_key or "",
         auth_state=dict(row.auth_state or {}),
+        proxy=row.proxy or "",
     )

@@ -289,6 +289,7 @@ class Store:
             account.token = self.box.open(account.token, "token")
             account.refresh_token = self.box.open(account.refresh_token, "refresh_token")
             account.api_key = self.box.open(account.api_key, "api_key")
+            account.proxy = self.box.open(account.proxy, "proxy")
         return accounts
 
     async def account_id_for_token(self, token: str) -> str | None:

@@ -66,6 +66,9 @@ class AccountRow(Base):
     api_key: Mapped[str] = mapped_column(Text, default="")
     # Renewal bookkeeping: when, how often, the last failure.
     auth_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Migration 0003_accounts_pool: the account's own outbound proxy URL ("": the gateway's
+    # route). It may carry a password: sealed like `token` when CURSORGATE_SECRET_KEY is set.
+    proxy: Mapped[str] = mapped_column(Text, default="")
 
 
 class RequestLogRow(Base):

@@ -83,10 +83,11 @@ class Dialect(Protocol):
         ...
 
     def open(
-        self, exchange: Exchange, messages: AsyncIterator[Any], headers: Mapping[str, str]
+        self, account: Account, exchange: Exchange, messages: AsyncIterator[Any], headers: Mapping[str, str]
     ) -> AsyncIterator[Any]:
-        """Start the RPC through the generated stub; `messages` is the request stream for bidi
-        dialects (the driver feeds it), ignored by server-streaming ones (they send opening())."""
+        """Start the RPC through the generated stub on the account's route (its proxy);
+        `messages` is the request stream for bidi dialects (the driver feeds it), ignored by
+        server-streaming ones (they send opening())."""
         ...
 
     def headers(self, account: Account) -> dict[str, str]:

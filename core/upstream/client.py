@@ -81,7 +81,7 @@ class CursorClient:
             for message in exchange.opening():
                 outbox.put_nowait(message)
             heartbeat = self._heartbeats(dialect, exchange, outbox)
-        stream = dialect.open(exchange, _drain(outbox), headers)
+        stream = dialect.open(account, exchange, _drain(outbox), headers)
         frames = 0
         answered = False
         watchdog = _Watchdog(self.settings.upstream_connect_timeout, deadline)

@@ -4,7 +4,9 @@ identities."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pyqwest
 
@@ -17,8 +19,12 @@ from core.upstream.images import ImageLoader
 
 log = logging.getLogger("cursorgate.upstream")
 
+T = TypeVar("T")
 
-def _transport(settings: CoreSettings, http_version: pyqwest.HTTPVersion | None) -> pyqwest.HTTPTransport:
+
+def _transport(
+    settings: CoreSettings, http_version: pyqwest.HTTPVersion | None, proxy: str = ""
+) -> pyqwest.HTTPTransport:
     return pyqwest.HTTPTransport(
         tls_include_system_certs=True,
         http_version=http_version,
@@ -27,10 +33,18 @@ def _transport(settings: CoreSettings, http_version: pyqwest.HTTPVersion | None)
         read_timeout=settings.upstream_idle_timeout + 5,
         pool_idle_timeout=90.0,
         enable_otel=False,
-        # CURSORGATE_UPSTREAM_PROXY (http, https, socks5, socks5h); unset: the usual
-        # HTTP(S)_PROXY environment applies, as for any HTTP client.
-        proxy=settings.upstream_proxy or None,
+        # An account's own proxy, else CURSORGATE_UPSTREAM_PROXY (http, https, socks5, socks5h);
+        # neither: the usual HTTP(S)_PROXY environment applies, as for any HTTP client.
+        proxy=proxy or settings.upstream_proxy or None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The two HTTP clients of one way out to Cursor (the gateway's, or one account proxy's)."""
+
+    http: pyqwest.Client
+    http2: pyqwest.Client
 
 
 @dataclass
@@ -48,6 +62,9 @@ class UpstreamContext:
     config_version: str = ""
     discovered_cli_version: str = ""
     discovered_agent_url: str = ""
+    # Clients per account proxy URL, and the stubs built on them (see `stub`).
+    _routes: dict[str, Route] = field(default_factory=dict)
+    _stubs: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: CoreSettings) -> UpstreamContext:
@@ -73,6 +90,31 @@ class UpstreamContext:
 
     async def aclose(self) -> None:
         await self.images.aclose()
+
+    # --- the way out, per account ---
+
+    def route(self, account: Account) -> Route:
+        """The clients for this account's calls: through its own proxy when it has one."""
+        if not account.proxy:
+            return Route(self.http, self.http2)
+        route = self._routes.get(account.proxy)
+        if route is None:
+            h1 = pyqwest.HTTPVersion.HTTP1 if self.settings.upstream_http1 else None
+            route = self._routes[account.proxy] = Route(
+                pyqwest.Client(_transport(self.settings, h1, account.proxy)),
+                pyqwest.Client(_transport(self.settings, pyqwest.HTTPVersion.HTTP2, account.proxy)),
+            )
+        return route
+
+    def stub(self, account: Account, name: str, build: Callable[[Route], T]) -> T:
+        """A generated Connect client (`name` says which) on the account's route, built once per
+        route: stubs hold their HTTP client, so each proxy gets its own."""
+        key = (name, account.proxy)
+        stub = self._stubs.get(key)
+        if stub is None:
+            stub = self._stubs[key] = build(self.route(account))
+        result: T = stub
+        return result
 
     # --- identities ---
 

@@ -10,9 +10,8 @@ import logging
 import re
 from typing import Any
 
-import httpx
-
 from core.accounts import AccountPool
+from core.proxies import ClientsByProxy
 from core.upstream.context import UpstreamContext
 from core.upstream.headers import cursor_headers
 
@@ -34,9 +33,8 @@ class Discovery:
         self.ctx = ctx
         self.pool = pool
         settings = ctx.settings
-        self._http = httpx.AsyncClient(
-            timeout=15.0, follow_redirects=True, proxy=settings.upstream_proxy or None
-        )
+        # The server config is asked with an account's token, so through that account's proxy.
+        self._http = ClientsByProxy(settings.upstream_proxy, timeout=15.0, follow_redirects=True)
         self._task: asyncio.Task[None] | None = None
         self.install_url = settings.cli_install_url
 
@@ -72,7 +70,7 @@ class Discovery:
             "connect-protocol-version": "1",
         }
         url = self.ctx.settings.upstream_url.rstrip("/") + SERVER_CONFIG_PATH
-        response = await self._http.post(url, headers=headers, content=b"{}")
+        response = await self._http.get(account.proxy).post(url, headers=headers, content=b"{}")
         if response.status_code != 200 or len(response.content) > MAX_BYTES:
             raise ValueError(f"HTTP {response.status_code}")
         data: Any = response.json()
@@ -93,7 +91,7 @@ class Discovery:
     async def _cli_version(self) -> None:
         if not self.install_url:
             return
-        response = await self._http.get(self.install_url)
+        response = await self._http.get().get(self.install_url)
         if response.status_code != 200 or len(response.content) > MAX_BYTES:
             raise ValueError(f"HTTP {response.status_code}")
         found = sorted(set(CLI_BUILD.findall(response.text)), key=_cli_key)

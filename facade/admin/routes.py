@@ -39,6 +39,7 @@ STATUS_TABLE: dict[grpc.StatusCode, tuple[int, str, str | None]] = {
     grpc.StatusCode.PERMISSION_DENIED: (403, INVALID_REQUEST, "admin_api_disabled"),
     grpc.StatusCode.NOT_FOUND: (404, INVALID_REQUEST, "not_found"),
     grpc.StatusCode.ALREADY_EXISTS: (409, INVALID_REQUEST, "already_exists"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, INVALID_REQUEST, "too_many_logins"),
 }
 
 Req = TypeVar("Req", bound=Message)
@@ -86,7 +87,11 @@ def _parse(data: dict[str, Any], message: Req) -> Req:
 
 
 async def _call(
-    request: Request, method: Callable[..., Awaitable[Resp]], message: Message, status: int = 200
+    request: Request,
+    method: Callable[..., Awaitable[Resp]],
+    message: Message,
+    status: int = 200,
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Response:
     request_id = request_id_from(request.headers.get("x-request-id"), f"admin-{uuid.uuid4().hex}")
     metadata = call_metadata(request.headers.get("authorization"), request_id)
@@ -97,6 +102,8 @@ async def _call(
     except grpc.aio.AioRpcError as error:
         raise _grpc_error(error) from None
     body = MessageToDict(answer, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    if shape is not None:
+        body = shape(body)
     return OrjsonResponse(
         body, status_code=status, headers={"x-request-id": request_id, "cache-control": "no-store"}
     )
@@ -119,6 +126,31 @@ async def list_accounts(request: Request) -> Response:
 async def add_account(request: Request) -> Response:
     message = _parse(await _body(request), admin_pb2.AddAccountRequest())
     return await _call(request, _stub(request).AddAccount, message, status=201)
+
+
+@router.post("/api/accounts/login")
+async def start_account_login(request: Request) -> Response:
+    """Starts "Add by login": `{"login_id","url","expires_at",...}`; poll the GET below."""
+    message = _parse(await _body(request), admin_pb2.StartAccountLoginRequest())
+    return await _call(request, _stub(request).StartAccountLogin, message, status=201, shape=_login_shape)
+
+
+@router.get("/api/accounts/login/{login_id}")
+async def get_account_login(login_id: str, request: Request) -> Response:
+    message = admin_pb2.GetAccountLoginRequest(login_id=login_id)
+    return await _call(request, _stub(request).GetAccountLogin, message, shape=_login_shape)
+
+
+def _login_shape(body: dict[str, Any]) -> dict[str, Any]:
+    # `account` is null until the login is done (proto JSON would leave the key out).
+    return {**body, "account": body.get("account")}
+
+
+@router.post("/api/accounts/import")
+async def import_accounts(request: Request) -> Response:
+    """`{"tokens": "one per line", "label_prefix": "..."}` -> `{"added": [...], "failed": [...]}`."""
+    message = _parse(await _body(request), admin_pb2.ImportAccountsRequest())
+    return await _call(request, _stub(request).ImportAccounts, message)
 
 
 @router.get("/api/accounts/{account_id}")

@@ -270,6 +270,7 @@ def to_chat_request(body: CountTokensRequest, request_id: str) -> chat_pb2.ChatR
 
     if isinstance(body, MessagesRequest):
         request.user = body.metadata.user_id or "" if body.metadata else ""
+        request.affinity_key = request.user
         sampling = request.sampling
         sampling.max_tokens = body.max_tokens
         if body.temperature is not None:

@@ -125,7 +125,12 @@ def _message(message: ChatMessage, index: int) -> chat_pb2.Message:
 
 
 def to_chat_request(body: ChatCompletionRequest, request_id: str) -> chat_pb2.ChatRequest:
-    request = chat_pb2.ChatRequest(model=body.model, request_id=request_id, user=body.user or "")
+    request = chat_pb2.ChatRequest(
+        model=body.model,
+        request_id=request_id,
+        user=body.user or "",
+        affinity_key=body.prompt_cache_key or body.user or "",
+    )
     request.messages.extend(_message(message, i) for i, message in enumerate(body.messages))
     functions = [tool.function for tool in body.tools] if body.tools is not None else body.functions
     for fn in functions or ():

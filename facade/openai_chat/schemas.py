@@ -195,6 +195,8 @@ class ChatCompletionRequest(_Model):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     reasoning_effort: ReasoningEffort | None = None
     user: str | None = None
+    # Routes the conversation to one account (core's CURSORGATE_POOL_AFFINITY); else `user`.
+    prompt_cache_key: str | None = None
     n: int | None = Field(default=None, ge=1)
     # Extension: Cursor's Max mode (also asked for with a "-max" suffix on `model`).
     max_mode: bool | None = None

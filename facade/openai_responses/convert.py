@@ -148,7 +148,12 @@ def _tools(body: CreateResponseRequest) -> list[FunctionTool]:
 def to_chat_request(
     body: CreateResponseRequest, items: list[InputItem], request_id: str
 ) -> chat_pb2.ChatRequest:
-    request = chat_pb2.ChatRequest(model=body.model, request_id=request_id, user=body.user or "")
+    request = chat_pb2.ChatRequest(
+        model=body.model,
+        request_id=request_id,
+        user=body.user or "",
+        affinity_key=body.prompt_cache_key or body.user or "",
+    )
     request.messages.extend(to_messages(items, body.instructions))
     names: set[str] = set()
     for tool in _tools(body):

@@ -22,7 +22,7 @@ from core.upstream.agent.events import AgentExchange
 from core.upstream.agent.request import build_run
 from core.upstream.base import DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import UpstreamContext
+from core.upstream.context import Route, UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cli_headers, ide_headers
 from core.upstream.prompt import resolve_files
@@ -37,16 +37,30 @@ class AgentDialect:
 
     def __init__(self, ctx: UpstreamContext) -> None:
         self.ctx = ctx
-        # One Run client per agent host: discovery may name a new host while the process runs.
-        self._runs: dict[str, AgentServiceClient] = {}
-        # GetUsableModels lives on api2 too, HTTP/2 only (§5.1); AvailableModels is the IDE catalog.
-        api = ctx.settings.upstream_url.rstrip("/")
-        self._models = AgentServiceClient(
-            api, http_client=ctx.http2, accept_compression=[ctx.gzip], send_compression=None
-        )
-        self._ai = AiServiceClient(
-            api, http_client=ctx.http, accept_compression=[ctx.gzip], send_compression=ctx.gzip
-        )
+        self._api = ctx.settings.upstream_url.rstrip("/")
+
+    # Stubs per account route (core/upstream/context.py): each proxy has its own HTTP clients.
+
+    def _models(self, account: Account) -> AgentServiceClient:
+        # GetUsableModels lives on api2 too, HTTP/2 only (§5.1).
+        def build(route: Route) -> AgentServiceClient:
+            return AgentServiceClient(
+                self._api, http_client=route.http2, accept_compression=[self.ctx.gzip], send_compression=None
+            )
+
+        return self.ctx.stub(account, "agent.models", build)
+
+    def _ai(self, account: Account) -> AiServiceClient:
+        # AvailableModels: the IDE catalog.
+        def build(route: Route) -> AiServiceClient:
+            return AiServiceClient(
+                self._api,
+                http_client=route.http,
+                accept_compression=[self.ctx.gzip],
+                send_compression=self.ctx.gzip,
+            )
+
+        return self.ctx.stub(account, "agent.ai", build)
 
     def headers(self, account: Account) -> dict[str, str]:
         return cli_headers(account.token, self.ctx.cli_identity(account))
@@ -60,23 +74,25 @@ class AgentDialect:
         return AgentExchange(run.message, run.store, run.tools, max_calls=1 if single_call else None)
 
     def open(
-        self, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
+        self, account: Account, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
     ) -> AsyncIterator[Any]:
+        # One Run client per agent host: discovery may name a new host while the process runs.
         url = self.ctx.agent_url.rstrip("/")
-        client = self._runs.get(url)
-        if client is None:
+
+        def build(route: Route) -> AgentServiceClient:
             # Requests go uncompressed, as every client of the fact sheet sends them (§2.3).
-            client = self._runs[url] = AgentServiceClient(
-                url, http_client=self.ctx.http2, accept_compression=[self.ctx.gzip], send_compression=None
+            return AgentServiceClient(
+                url, http_client=route.http2, accept_compression=[self.ctx.gzip], send_compression=None
             )
-        return client.run(messages, headers=headers)
+
+        return self.ctx.stub(account, f"agent.run {url}", build).run(messages, headers=headers)
 
     def classify(self, err: ConnectError) -> UpstreamError:
         return classify(err)
 
     async def _usable_models(self, account: Account) -> agent.GetUsableModelsResponse:
         try:
-            return await self._models.get_usable_models(
+            return await self._models(account).get_usable_models(
                 agent.GetUsableModelsRequest(), headers=self.headers(account), timeout_ms=30_000
             )
         except ConnectError as err:
@@ -87,7 +103,7 @@ class AgentDialect:
         with the ids agent.v1 GetUsableModels offers the CLI identity (§5)."""
         usable = await self._usable_models(account)
         try:
-            catalog = await self._ai.available_models(
+            catalog = await self._ai(account).available_models(
                 models_pb2.AvailableModelsRequest(),
                 headers=ide_headers(account.token, self.ctx.ide_identity(account)),
                 timeout_ms=30_000,

@@ -26,7 +26,7 @@ from core.accounts import Account
 from core.catalog import ModelInfo
 from core.upstream.base import PROBE_MODEL, DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import UpstreamContext
+from core.upstream.context import Route, UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import ide_headers
 from core.upstream.inference.events import EventMapper, invocation_error
@@ -102,14 +102,28 @@ class InferenceDialect:
 
     def __init__(self, ctx: UpstreamContext) -> None:
         self.ctx = ctx
-        url = ctx.settings.upstream_url.rstrip("/")
+        self._url = ctx.settings.upstream_url.rstrip("/")
+
+    # Stubs per account route (core/upstream/context.py): each proxy has its own HTTP clients.
+
+    def _inference(self, account: Account) -> InferenceServiceClient:
         # HTTP/2 always (h2c prior knowledge for http://); IDE 3.18 gzips its requests.
-        self._inference = InferenceServiceClient(
-            url, http_client=ctx.http2, accept_compression=[ctx.gzip], send_compression=ctx.gzip
-        )
-        self._ai = AiServiceClient(
-            url, http_client=ctx.http, accept_compression=[ctx.gzip], send_compression=ctx.gzip
-        )
+        def build(route: Route) -> InferenceServiceClient:
+            gzip = self.ctx.gzip
+            return InferenceServiceClient(
+                self._url, http_client=route.http2, accept_compression=[gzip], send_compression=gzip
+            )
+
+        return self.ctx.stub(account, "inference.run", build)
+
+    def _ai(self, account: Account) -> AiServiceClient:
+        def build(route: Route) -> AiServiceClient:
+            gzip = self.ctx.gzip
+            return AiServiceClient(
+                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
+            )
+
+        return self.ctx.stub(account, "inference.ai", build)
 
     def headers(self, account: Account) -> dict[str, str]:
         return ide_headers(account.token, self.ctx.ide_identity(account))
@@ -122,16 +136,16 @@ class InferenceDialect:
         return InferenceExchange(run, invoke, EventMapper(max_calls=1 if single_call else None))
 
     def open(
-        self, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
+        self, account: Account, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
     ) -> AsyncIterator[Any]:
-        return self._inference.run_inference(messages, headers=headers)
+        return self._inference(account).run_inference(messages, headers=headers)
 
     def classify(self, err: ConnectError) -> UpstreamError:
         return classify(err)
 
     async def available_models(self, account: Account) -> dict[str, ModelInfo]:
         try:
-            response = await self._ai.available_models(
+            response = await self._ai(account).available_models(
                 models_pb2.AvailableModelsRequest(), headers=self.headers(account), timeout_ms=30_000
             )
         except ConnectError as err:
@@ -147,7 +161,7 @@ class InferenceDialect:
             requested_model=inf.InferenceRequestedModel(model_id=PROBE_MODEL),
         )
         outbox.put_nowait(inf.RunInferenceClientMessage(run_request=run))
-        stream = self._inference.run_inference(
+        stream = self._inference(account).run_inference(
             _drain(outbox), headers=self.headers(account), timeout_ms=PROBE_TIMEOUT_MS
         )
         ready = False

@@ -19,7 +19,7 @@ from core.accounts import Account
 from core.catalog import ModelInfo
 from core.upstream.base import PROBE_MODEL, DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import UpstreamContext
+from core.upstream.context import Route, UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cursor_headers
 from core.upstream.legacy.events import EventMapper
@@ -57,13 +57,27 @@ class LegacyDialect:
 
     def __init__(self, ctx: UpstreamContext) -> None:
         self.ctx = ctx
-        url = ctx.settings.upstream_url.rstrip("/")
-        self._chat = ChatServiceClient(
-            url, http_client=ctx.http, accept_compression=[ctx.gzip], send_compression=ctx.gzip
-        )
-        self._ai = AiServiceClient(
-            url, http_client=ctx.http, accept_compression=[ctx.gzip], send_compression=ctx.gzip
-        )
+        self._url = ctx.settings.upstream_url.rstrip("/")
+
+    # Stubs per account route (core/upstream/context.py): each proxy has its own HTTP clients.
+
+    def _chat(self, account: Account) -> ChatServiceClient:
+        def build(route: Route) -> ChatServiceClient:
+            gzip = self.ctx.gzip
+            return ChatServiceClient(
+                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
+            )
+
+        return self.ctx.stub(account, "legacy.chat", build)
+
+    def _ai(self, account: Account) -> AiServiceClient:
+        def build(route: Route) -> AiServiceClient:
+            gzip = self.ctx.gzip
+            return AiServiceClient(
+                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
+            )
+
+        return self.ctx.stub(account, "legacy.ai", build)
 
     def headers(self, account: Account) -> dict[str, str]:
         return cursor_headers(account.token, self.ctx.legacy_identity(account))
@@ -81,16 +95,16 @@ class LegacyDialect:
         return LegacyExchange(body, EventMapper(max_calls=1 if single_call else None))
 
     def open(
-        self, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
+        self, account: Account, exchange: Any, messages: AsyncIterator[Any], headers: Mapping[str, str]
     ) -> AsyncIterator[Any]:
-        return self._chat.stream_unified_chat_with_tools(exchange.opening()[0], headers=headers)
+        return self._chat(account).stream_unified_chat_with_tools(exchange.opening()[0], headers=headers)
 
     def classify(self, err: ConnectError) -> UpstreamError:
         return classify(err)
 
     async def available_models(self, account: Account) -> dict[str, ModelInfo]:
         try:
-            response = await self._ai.available_models(
+            response = await self._ai(account).available_models(
                 models_pb2.AvailableModelsRequest(), headers=self.headers(account), timeout_ms=30_000
             )
         except ConnectError as err:
@@ -103,7 +117,7 @@ class LegacyDialect:
             messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=[{"text": "ping"}])],
         )
         exchange = await self.exchange(account, request)
-        stream = self.open(exchange, _nothing(), self.headers(account))
+        stream = self.open(account, exchange, _nothing(), self.headers(account))
         try:
             async for _ in stream:
                 break
