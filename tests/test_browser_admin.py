@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -282,15 +283,15 @@ def test_charts_log_and_license_editing(admin_stack: Stack, browser: object) -> 
     screenshot(browser, "licenses-after-edit")
 
 
-# Adds what the account helpers' fields look like to the real accounts listing (this branch's
-# core does not fill them yet): the cards must show them when present.
+# Gives every account of the real listing a proxy and a plan's credit (in cents, as core reports
+# it), which the simulator's accounts do not have: the cards must show them when present.
 ACCOUNT_EXTRAS = """
 const realFetch = window.fetch.bind(window);
 window.fetch = async (input, init) => {
   const response = await realFetch(input, init);
   if (!String(input).endsWith("/api/accounts")) return response;
   const data = await response.json();
-  for (const a of data.accounts) { a.proxy = "socks5://***@10.0.0.7:1080"; a.remaining_credit = 12.5; }
+  for (const a of data.accounts) { a.proxy = "socks5://***@10.0.0.7:1080"; a.remaining_credit = 1250; }
   return new Response(JSON.stringify(data), {status: response.status, headers: response.headers});
 };
 """
@@ -324,6 +325,71 @@ def test_account_cards(admin_stack: Stack, browser: object) -> None:
     assert facts["Token expires"] != "unknown"
     assert "pro" in facts["Plan"].lower()
     screenshot(browser, "account-cards")
+
+
+def test_login_import_and_proxy_from_the_page(admin_stack: Stack, browser: object) -> None:
+    """ "Add by login", bulk import and a per-account proxy, driven from the page against the
+    real admin API and the simulator's login."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"{admin_stack.root_url}/cursor/admin")
+    browser.find_element(By.ID, "admin-key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "accounts"), "CURSOR_TOKEN"))
+
+    def labels() -> list[str]:
+        return sorted(a["label"] for a in admin_stack.admin("GET", "/accounts").json()["accounts"])
+
+    # Add by login: the page shows Cursor's login link; "the user" opens it (the simulator signs
+    # them in); the page's polling sees the account added.
+    browser.find_element(By.ID, "login-account").click()
+    wait.until(
+        lambda d: (d.find_element(By.ID, "login-url").get_attribute("href") or "").startswith(
+            admin_stack.sim_url + "/loginDeepControl?"
+        )
+    )
+    assert httpx.get(browser.find_element(By.ID, "login-url").get_attribute("href") or "").status_code == 200
+    wait.until(ec.text_to_be_present_in_element((By.ID, "login-state"), "Logged in"))
+    listed = admin_stack.admin("GET", "/accounts").json()["accounts"]
+    logged_in = [a for a in listed if a["credential"] == "refresh_token"]
+    assert len(logged_in) == 1 and logged_in[0]["subject"] == "auth0|user_login"
+    screenshot(browser, "add-by-login")
+
+    # Bulk import: two good lines and one that is not a token; the bad one is named by number only.
+    before = labels()
+    browser.find_element(By.CSS_SELECTOR, "#import-box summary").click()
+    first, second = distinct_token("auth0|user_import_a"), distinct_token("auth0|user_import_b")
+    browser.find_element(By.ID, "import-tokens").send_keys(f"{first}\nnot-a-token-at-all\n{second}")
+    browser.find_element(By.ID, "import-label-prefix").send_keys("bulk")
+    browser.find_element(By.ID, "import-accounts").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "import-result"), "Added 2 accounts."))
+    result = browser.find_element(By.ID, "import-result").text
+    assert "Line 2:" in result and "not-a-token-at-all" not in result
+    assert labels() == sorted([*before, "bulk 1", "bulk 3"])
+    screenshot(browser, "bulk-import")
+
+    # An account behind a proxy (nothing listens on it: the proxy is marked down, the account is
+    # not): the card shows the proxy without its password; the Proxy button clears it.
+    browser.find_element(By.ID, "account-token").send_keys(distinct_token("auth0|user_proxied"))
+    browser.find_element(By.ID, "account-label").send_keys("proxied")
+    browser.find_element(By.ID, "account-proxy").send_keys("socks5://user:s3cret-pass@127.0.0.1:9")
+    browser.find_element(By.ID, "add-account").click()
+    card_path = "//article[h3[text()='proxied']]"
+    wait.until(lambda d: "socks5://user:***@127.0.0.1:9" in d.find_element(By.XPATH, card_path).text)
+    assert "s3cret-pass" not in browser.page_source
+    screenshot(browser, "account-proxy")
+    card = browser.find_element(By.XPATH, card_path)
+    card.find_element(By.XPATH, ".//button[text()='Proxy']").click()
+    browser.switch_to.alert.accept()  # the prompt's empty answer: the gateway's route
+    wait.until(lambda d: "(gateway default)" in d.find_element(By.XPATH, card_path).text)
+    proxied = [a for a in admin_stack.admin("GET", "/accounts").json()["accounts"] if a["label"] == "proxied"]
+    assert proxied[0]["proxy"] == "" and proxied[0]["enabled"]
 
 
 # The limit fields another branch adds to License, as they will arrive (int64 as JSON strings),

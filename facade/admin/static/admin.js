@@ -254,10 +254,13 @@ function renderAccount(body, account) {
   fact(card, "Renewal", renewalSummary(account));
   fact(card, "Renewal failed", account.renewal_error, "error");
   fact(card, "Proxy", account.proxy || "(gateway default)");
-  fact(card, "Plan", usageSummary(account));
-  if (account.remaining_credit !== undefined && account.remaining_credit !== null && account.remaining_credit !== "") {
-    const credit = typeof account.remaining_credit === "number" ? "$" + account.remaining_credit.toFixed(2) : account.remaining_credit;
-    fact(card, "Remaining credit", credit, "credit");
+  if (account.proxy_down_until && new Date(account.proxy_down_until) > new Date()) {
+    fact(card, "Proxy down until", when(account.proxy_down_until) + (account.proxy_error ? ": " + account.proxy_error : ""), "error");
+  }
+  fact(card, "Plan", usageSummary(account) + (account.near_limit ? " (near its limit: used last)" : ""));
+  if (typeof account.remaining_credit === "number") {
+    // Core reports the plan's unit, cents.
+    fact(card, "Remaining credit", "$" + (account.remaining_credit / 100).toFixed(2), "credit");
   }
   fact(card, "Models", account.models_known ? String((account.models || []).length) : "not fetched yet");
   fact(card, "Disabled because", account.disabled_reason, "error");
@@ -271,6 +274,11 @@ function renderAccount(body, account) {
     : button("Enable", () => action("Enable", () => api("PATCH", path, { enabled: true }))));
   actions.appendChild(button("Refresh", () => action("Refresh", () => api("POST", path + "/refresh"))));
   actions.appendChild(button("Probe", () => action("Probe", () => api("POST", path + "/probe"))));
+  actions.appendChild(button("Proxy", () => {
+    // The stored URL is never sent back to the page (it may hold credentials): ask for a new one.
+    const url = prompt("Proxy URL for " + (account.label || account.id) + " (empty: the gateway's route)", "");
+    if (url !== null) action("Proxy", () => api("PATCH", path, { proxy: url.trim() }));
+  }));
   const pin = el("select", undefined, "dialect-pin");
   pin.title = "Cursor chat protocol for this account";
   for (const name of ["auto", "inference", "agent", "legacy"]) {
@@ -600,6 +608,8 @@ function init() {
     const body = { token: $("account-token").value.trim(), label: $("account-label").value.trim() };
     const version = $("account-client-version").value.trim();
     if (version) body.client_version = version;
+    const proxy = $("account-proxy").value.trim();
+    if (proxy) body.proxy = proxy;
     action("Add account", async () => {
       await api("POST", "/accounts", body);
       $("account-form").reset();
