@@ -55,41 +55,43 @@ class Router:
         tried: set[str] = set()
         renewed: set[str] = set()
         for attempt in range(self.attempts):
-            account = self._pick(request.model, tried, last)
-            if account is None:
+            choices = self._choices(request.model, tried, last)
+            if not choices:
                 break
             if attempt and last is not None and last.failure is Failure.UNAVAILABLE:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
-            tried.add(account.id)
             started = False
-            token_used = account.token
-            attempt_attributes = {
-                "cursorgate.account_id": account.id,
-                "cursorgate.model": request.model,
-                "cursorgate.attempt": attempt + 1,
-            }
-            with self.pool.lease(account), UpstreamSpan(attempt_attributes):
-                try:
-                    events = self.upstream.stream_chat(account, request, time_remaining)
-                    async with contextlib.aclosing(events):  # type: ignore[type-var]
-                        async for event in events:
-                            started = True
-                            yield event
-                    return
-                except UpstreamError as err:
-                    if not started and await self._renewed(account, err, token_used, renewed):
-                        tried.discard(account.id)  # the same account again, with its new token
+            # The pool picks among the choices by calls in flight (over all replicas with Redis).
+            async with self.pool.lease_least_loaded(choices) as account:
+                tried.add(account.id)
+                token_used = account.token
+                attempt_attributes = {
+                    "cursorgate.account_id": account.id,
+                    "cursorgate.model": request.model,
+                    "cursorgate.attempt": attempt + 1,
+                }
+                with UpstreamSpan(attempt_attributes):
+                    try:
+                        events = self.upstream.stream_chat(account, request, time_remaining)
+                        async with contextlib.aclosing(events):  # type: ignore[type-var]
+                            async for event in events:
+                                started = True
+                                yield event
+                        return
+                    except UpstreamError as err:
+                        if not started and await self._renewed(account, err, token_used, renewed):
+                            tried.discard(account.id)  # the same account again, with its new token
+                            last = err
+                            continue
+                        self._record(account, err)
+                        if started or not err.retryable:
+                            raise
+                        log.warning(
+                            "account %s failed before first byte (%s); failing over",
+                            account.id,
+                            err.failure.value,
+                        )
                         last = err
-                        continue
-                    self._record(account, err)
-                    if started or not err.retryable:
-                        raise
-                    log.warning(
-                        "account %s failed before first byte (%s); failing over",
-                        account.id,
-                        err.failure.value,
-                    )
-                    last = err
         if last is not None:
             raise last
         raise self._no_account(request.model)
@@ -103,17 +105,17 @@ class Router:
         renewed.add(account.id)
         return await self.renewer.renew(account, seen_token=token_used)
 
-    def _pick(self, model: str, tried: set[str], last: UpstreamError | None) -> Account | None:
-        """An account not tried yet; after a transport failure, a tried one will do (the fault
-        was the connection's, not the account's). Candidates are re-read each attempt, so an
+    def _choices(self, model: str, tried: set[str], last: UpstreamError | None) -> list[Account]:
+        """Accounts not tried yet, best first; after a transport failure, tried ones will do (the
+        fault was the connection's, not the account's). Candidates are re-read each attempt, so an
         account disabled or cooled down by the last failure is skipped."""
         candidates = self.pool.candidates(model)
         fresh = [a for a in candidates if a.id not in tried]
         if fresh:
-            return fresh[0]
+            return fresh
         if candidates and (last is None or last.failure is Failure.UNAVAILABLE):
-            return candidates[0]
-        return None
+            return candidates
+        return []
 
     def _record(self, account: Account, err: UpstreamError) -> None:
         """What a failure means for the account. Only failures about the account itself change
