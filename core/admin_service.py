@@ -71,6 +71,13 @@ class Backoffice:
 
     # Model resolution and the alias table (None: the alias RPCs answer UNIMPLEMENTED).
     resolver: ModelResolver | None = None
+    # Told after licenses or accounts changed in the store, so other core replicas re-read it
+    # at once (core/shared.py, with Redis); None: they see it at their periodic sync.
+    on_store_change: Callable[[], None] | None = None
+
+    def stored(self) -> None:
+        if self.on_store_change is not None:
+            self.on_store_change()
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -154,6 +161,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("account %s added (%s)", account.id, mask(token))
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
+        self.office.stored()
         return safe_account_proto(account)
 
     async def _list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
@@ -178,6 +186,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.cooldown_until = 0.0
         self.office.pool.changed(account)
         await self.office.journal.flush()
+        if request.HasField("enabled"):
+            self.office.pool.admin_toggled(account)
         log.info("account %s updated", account.id)
         return safe_account_proto(account)
 
@@ -187,6 +197,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = self._account(request.id)
         self.office.pool.remove(account.id)
         await self.office.store.remove_account(account.id)
+        self.office.stored()
         log.info("account %s removed", account.id)
         return admin_pb2.RemoveAccountResponse()
 
@@ -231,6 +242,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
         await self.office.store.add_license(lic)
         self.office.licenses.put(lic)
+        self.office.stored()
         log.info("license %s created", lic.id)
         return admin_pb2.CreateLicenseResponse(license=license_proto(lic), key=key)
 
@@ -273,6 +285,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         lic.name, lic.allowed_models, lic.request_quota, lic.expires_at = name, models, quota, expires_at
         lic.revoked_at, lic.revoked = revoked_at, revoked_at is not None
         await self.office.store.update_license(lic)
+        self.office.stored()
         log.info("license %s updated", lic.id)
         return license_proto(lic)
 
@@ -284,6 +297,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             lic.revoked_at = time.time()
             lic.revoked = True  # effective now, in memory; the store follows
             await self.office.store.revoke_license(lic.id, lic.revoked_at)
+            self.office.stored()
             log.info("license %s revoked", lic.id)
         return license_proto(lic)
 
@@ -346,6 +360,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _invalid(str(err)) from None
         await self.office.store.set_alias(alias.name, alias.targets, time.time())
         table.set(alias.name, list(alias.targets))  # validated above; stored before it applies
+        self.office.stored()
         log.info("alias %s set to %s", alias.name, ", ".join(alias.targets))
         return self._alias_proto(alias)
 
@@ -364,6 +379,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         await self.office.store.delete_alias(name)
         table.remove(name)
+        self.office.stored()
         log.info("alias %s removed", name)
         return admin_pb2.DeleteAliasResponse()
 
