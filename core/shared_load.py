@@ -23,7 +23,9 @@ from core.accounts import Account
 
 log = logging.getLogger("cursorgate.shared")
 
-LOAD_PREFIX: Final = "cursorgate:inflight:"
+# One hash tag for every account's key: the pick script reads several at once, which Redis Cluster
+# allows only within one slot.
+LOAD_PREFIX: Final = "cursorgate:{inflight}:"
 # A Redis call that takes longer than this is treated as Redis away (the request goes on unshared).
 REDIS_WAIT_S: Final = 1.0
 # KEYS: the candidates' lease sets, in this replica's order of preference (the tie-break).
