@@ -18,7 +18,8 @@ import pytest
 from tests.cluster import MODEL, Cluster, redis_server, shared_database, start_cluster
 from tests.store_backends import distinct_token
 
-pytestmark = pytest.mark.replicas
+# The first test also pays for starting six processes (the fixture is the module's).
+pytestmark = [pytest.mark.replicas, pytest.mark.timeout(300)]
 
 # Leases and slots of a dead core expire after this many seconds (renewed every third of it).
 LEASE_TTL_S = 6

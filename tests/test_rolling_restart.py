@@ -26,7 +26,8 @@ import pytest
 from tests.cluster import MODEL, Cluster, redis_server, shared_database, start_cluster
 from tests.procs import Proc
 
-pytestmark = pytest.mark.replicas
+# Six processes to start, then four to restart: minutes on a loaded 2-core machine, not seconds.
+pytestmark = [pytest.mark.replicas, pytest.mark.timeout(420)]
 
 STREAMS = 100
 # 12 text frames 250 ms apart: about 3 s a stream, so every restart finds streams in flight.
