@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GEN    := gen/.stamp
 
-.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
+.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check image-check
 
 all: test
 
@@ -97,6 +97,12 @@ deploy-check: $(DEPLOY_TOOLS)
 	mkdir -p $(VENV)/deploy-check
 	kubectl kustomize deploy/k8s > $(VENV)/deploy-check/k8s.yaml
 	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) $(VENV)/deploy-check/k8s.yaml
+
+# Optional, needs a Docker daemon (skips with the reason otherwise; not run by .ci/run): builds the
+# image, then serves /healthz and a chat against the bundled simulator from it, alone and (when the
+# compose plugin and the third-party images are at hand) as deploy/compose.yaml.
+image-check:
+	deploy/image-check.sh
 
 clean:
 	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache
