@@ -3,7 +3,9 @@
 # Build: docker build -t cursorgate .   Checked offline by `make deploy-check` (hadolint).
 
 # Pinned Python (patch release and Debian base), the same in both stages so the venv's paths hold.
-FROM python:3.11.14-slim-bookworm AS build
+# PYTHON_IMAGE replaces it only where Docker Hub is out of reach (`make image-check` offline).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -35,7 +37,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install '.[postgres,otel]'
 
 
-FROM python:3.11.14-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -15,7 +15,7 @@ UPLOT_VERSION := 1.6.32
 UPLOT_DIR     := .cache/vendor/uplot-$(UPLOT_VERSION)/node_modules/uplot
 VENDOR_DIR    := facade/admin/static/vendor
 
-.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
+.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench load fuzz clean deploy-check image-check
 
 all: test
 
@@ -118,6 +118,12 @@ deploy-check: $(DEPLOY_TOOLS)
 	mkdir -p $(VENV)/deploy-check
 	kubectl kustomize deploy/k8s > $(VENV)/deploy-check/k8s.yaml
 	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) $(VENV)/deploy-check/k8s.yaml
+
+# Optional, needs a Docker daemon (skips with the reason otherwise; not run by .ci/run): builds the
+# image, then serves /healthz and a chat against the bundled simulator from it, alone and (when the
+# compose plugin and the third-party images are at hand) as deploy/compose.yaml.
+image-check:
+	deploy/image-check.sh
 
 clean:
 	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache

@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.catalog import ModelInfo
 from core.proxies import ProxyHealth
+
+if TYPE_CHECKING:
+    from core.shared_load import SharedLoad
 
 DEFAULT_COOLDOWN_S = 60.0
 # Conversations whose account the pool remembers (affinity); the least recently seen go first.
@@ -149,6 +153,9 @@ class AccountPool:
         # Told of each cool-down and disable this replica decides (core/shared.py passes them on
         # to the other replicas): (account, "cool_down" or "disable", reason).
         self.on_shared_change: Callable[[Account, str, str], None] | None = None
+        # Calls in flight per account over all core replicas (core/shared_load.py, with Redis);
+        # None: this process' own counts order the candidates.
+        self.shared_load: SharedLoad | None = None
 
     def add(self, account: Account) -> None:
         self._accounts[account.id] = account
@@ -183,6 +190,10 @@ class AccountPool:
                 ordered.remove(sticky)
                 ordered.insert(0, sticky)
         return ordered
+
+    def affine_account(self, affinity_key: str) -> str:
+        """The id of the account the conversation was last served by ("" if none)."""
+        return self._affine.get(affinity_key, "") if self.affinity and affinity_key else ""
 
     def remember(self, affinity_key: str, account: Account) -> None:
         """The conversation was served by `account`: its next requests go there too."""
@@ -219,6 +230,18 @@ class AccountPool:
             yield account
         finally:
             account.in_flight -= 1
+
+    @contextlib.asynccontextmanager
+    async def lease_least_loaded(self, choices: Sequence[Account]) -> AsyncIterator[Account]:
+        """One of `choices` (non-empty, in `candidates` order), leased for the block: the first,
+        or with shared counts the one with the fewest calls in flight over all replicas."""
+        if self.shared_load is None:
+            with self.lease(choices[0]) as account:
+                yield account
+            return
+        async with self.shared_load.lease(choices) as chosen:
+            with self.lease(chosen) as account:
+                yield account
 
     def changed(self, account: Account) -> None:
         if self.listener is not None:
@@ -261,6 +284,23 @@ class AccountPool:
         account.disabled_reason = reason
         account.last_error = reason
         return True
+
+    def enable_from_peer(self, account_id: str) -> bool:
+        """The admin re-enabled this account on another core replica: use it here again, afresh
+        (that replica stored it)."""
+        account = self._accounts.get(account_id)
+        if account is None or account.enabled:
+            return False
+        account.enabled = True
+        account.disabled_reason = ""
+        account.cooldown_until = 0.0
+        return True
+
+    def admin_toggled(self, account: Account) -> None:
+        """The admin enabled or disabled the account here: the other replicas follow at once."""
+        if self.on_shared_change is not None:
+            kind = "enable" if account.enabled else "disable"
+            self.on_shared_change(account, kind, account.disabled_reason)
 
     def record_error(self, account: Account, reason: str) -> None:
         account.last_error = reason

@@ -88,6 +88,13 @@ class Backoffice:
     limits: LocalLimits | SharedLimits | None = None
     # Seconds an admin-API login waits for the sign-in (CURSORGATE_ACCOUNT_LOGIN_TIMEOUT).
     login_timeout: float = 600.0
+    # Told after licenses or accounts changed in the store, so other core replicas re-read it
+    # at once (core/shared.py, with Redis); None: they see it at their periodic sync.
+    on_store_change: Callable[[], None] | None = None
+
+    def stored(self) -> None:
+        if self.on_store_change is not None:
+            self.on_store_change()
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -200,6 +207,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = await self._new_account(request)
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
+        self.office.stored()
         return self._proto(account)
 
     def _proto(self, account: Account) -> admin_pb2.Account:
@@ -221,6 +229,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise ValueError(err.message) from None
         await self.office.refresher.refresh(account)
         await self.office.journal.flush()
+        self.office.stored()
         return account.id
 
     def _login_proto(self, login: Login) -> admin_pb2.AccountLogin:
@@ -284,6 +293,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         # Models, usage and plan for all of them (the refresher bounds the concurrency).
         await asyncio.gather(*(self.office.refresher.refresh(a) for a in added), return_exceptions=True)
         await self.office.journal.flush()
+        if added:
+            self.office.stored()
         answer.added.extend(self._proto(a) for a in added)
         log.info("import: %d account(s) added, %d line(s) refused", len(added), len(answer.failed))
         return answer
@@ -315,6 +326,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.cooldown_until = 0.0
         self.office.pool.changed(account)
         await self.office.journal.flush()
+        if request.HasField("enabled"):
+            self.office.pool.admin_toggled(account)
         log.info("account %s updated", account.id)
         return self._proto(account)
 
@@ -324,6 +337,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         account = self._account(request.id)
         self.office.pool.remove(account.id)
         await self.office.store.remove_account(account.id)
+        self.office.stored()
         log.info("account %s removed", account.id)
         return admin_pb2.RemoveAccountResponse()
 
@@ -377,6 +391,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         )
         await self.office.store.add_license(lic)
         self.office.licenses.put(lic)
+        self.office.stored()
         log.info("license %s created", lic.id)
         return admin_pb2.CreateLicenseResponse(license=await self._license_proto(lic), key=key)
 
@@ -442,6 +457,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if reset_budget:
             lic.budget_period, lic.budget_used, lic.budget_period_start = period, 0, 0.0
         await self.office.store.update_license(lic, reset_budget=reset_budget)
+        self.office.stored()
         log.info("license %s updated", lic.id)
         return await self._license_proto(lic)
 
@@ -453,6 +469,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             lic.revoked_at = time.time()
             lic.revoked = True  # effective now, in memory; the store follows
             await self.office.store.revoke_license(lic.id, lic.revoked_at)
+            self.office.stored()
             log.info("license %s revoked", lic.id)
         return await self._license_proto(lic)
 
@@ -579,6 +596,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _invalid(str(err)) from None
         await self.office.store.set_alias(alias.name, alias.targets, time.time())
         table.set(alias.name, list(alias.targets))  # validated above; stored before it applies
+        self.office.stored()
         log.info("alias %s set to %s", alias.name, ", ".join(alias.targets))
         return self._alias_proto(alias)
 
@@ -597,6 +615,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         await self.office.store.delete_alias(name)
         table.remove(name)
+        self.office.stored()
         log.info("alias %s removed", name)
         return admin_pb2.DeleteAliasResponse()
 

@@ -155,7 +155,9 @@ class CoreSettings(BaseSettings):
     # Redis shared by core replicas (redis://host:6379/0): account cooldowns reach every replica at
     # once (core/shared.py). Empty: cooldowns stay per process (one machine).
     redis_url: str = ""
-    # Seconds a concurrency slot outlives the replica that held it (renewed every third of it).
+    # Seconds a concurrency slot, or a lease counting a call in flight on an account for
+    # least-loaded routing (core/shared_load.py), outlives the replica that held it (renewed every
+    # third of it).
     redis_slot_ttl: float = Field(default=30.0, gt=0)
 
     # Prometheus `/metrics` on its own HTTP port (0: off); bound to grpc_host.

@@ -77,48 +77,50 @@ class Router:
         renewed: set[str] = set()
         key = affinity_key(request) if self.pool.affinity and request.messages else ""
         for attempt in range(self.attempts):
-            account = self._pick(request.model, tried, last, key)
-            if account is None:
+            choices = self._choices(request.model, tried, last, key)
+            if not choices:
                 break
             if attempt and last is not None and last.failure is Failure.UNAVAILABLE:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
-            tried.add(account.id)
             started = False
-            token_used = account.token
-            attempt_attributes = {
-                "cursorgate.account_id": account.id,
-                "cursorgate.model": request.model,
-                "cursorgate.attempt": attempt + 1,
-            }
-            with self.pool.lease(account), UpstreamSpan(attempt_attributes):
-                try:
-                    events = self.upstream.stream_chat(account, request, time_remaining)
-                    async with contextlib.aclosing(events):  # type: ignore[type-var]
-                        async for event in events:
-                            if not started:
-                                started = True
-                                self.pool.remember(key, account)
-                            yield event
-                    return
-                except UpstreamError as err:
-                    if not started and await self._renewed(account, err, token_used, renewed):
-                        tried.discard(account.id)  # the same account again, with its new token
+            # The pool picks among the choices by calls in flight (over all replicas with Redis).
+            async with self.pool.lease_least_loaded(choices) as account:
+                tried.add(account.id)
+                token_used = account.token
+                attempt_attributes = {
+                    "cursorgate.account_id": account.id,
+                    "cursorgate.model": request.model,
+                    "cursorgate.attempt": attempt + 1,
+                }
+                with UpstreamSpan(attempt_attributes):
+                    try:
+                        events = self.upstream.stream_chat(account, request, time_remaining)
+                        async with contextlib.aclosing(events):  # type: ignore[type-var]
+                            async for event in events:
+                                if not started:
+                                    started = True
+                                    self.pool.remember(key, account)
+                                yield event
+                        return
+                    except UpstreamError as err:
+                        if not started and await self._renewed(account, err, token_used, renewed):
+                            tried.discard(account.id)  # the same account again, with its new token
+                            last = err
+                            continue
+                        if not started and await self._proxy_failed(account, err):
+                            # The proxy's fault: the account is left as it was, and with no other
+                            # account left the answer says when the proxy is tried again.
+                            last = None
+                            continue
+                        self._record(account, err)
+                        if started or not err.retryable:
+                            raise
+                        log.warning(
+                            "account %s failed before first byte (%s); failing over",
+                            account.id,
+                            err.failure.value,
+                        )
                         last = err
-                        continue
-                    if not started and await self._proxy_failed(account, err):
-                        # The proxy's fault: the account is left as it was, and with no other
-                        # account left the answer says when the proxy is tried again.
-                        last = None
-                        continue
-                    self._record(account, err)
-                    if started or not err.retryable:
-                        raise
-                    log.warning(
-                        "account %s failed before first byte (%s); failing over",
-                        account.id,
-                        err.failure.value,
-                    )
-                    last = err
         if last is not None:
             raise last
         raise self._no_account(request.model)
@@ -152,17 +154,29 @@ class Router:
         )
         return True
 
-    def _pick(self, model: str, tried: set[str], last: UpstreamError | None, key: str = "") -> Account | None:
-        """An account not tried yet; after a transport failure, a tried one will do (the fault
-        was the connection's, not the account's). Candidates are re-read each attempt, so an
+    def _choices(
+        self, model: str, tried: set[str], last: UpstreamError | None, key: str = ""
+    ) -> list[Account]:
+        """The accounts this attempt may take, all equally good, for the pool to pick the least
+        loaded of: not tried yet; after a transport failure, tried ones will do (the fault was the
+        connection's, not the account's). Candidates are re-read each attempt, so an
         account disabled or cooled down by the last failure is skipped."""
         candidates = self.pool.candidates(model, key)
         fresh = [a for a in candidates if a.id not in tried]
         if fresh:
-            return fresh[0]
+            return self._as_good_as_first(fresh, key)
         if candidates and (last is None or last.failure is Failure.UNAVAILABLE):
-            return candidates[0]
-        return None
+            return self._as_good_as_first(candidates, key)
+        return []
+
+    def _as_good_as_first(self, ordered: list[Account], key: str) -> list[Account]:
+        """Load may only choose between equals: the conversation's own account stands alone
+        (affinity), and an account near its plan limit never ties with one that is not."""
+        first = ordered[0]
+        if key and self.pool.affine_account(key) == first.id:
+            return [first]
+        near = self.pool.near_limit(first)
+        return [a for a in ordered if self.pool.near_limit(a) == near]
 
     def _record(self, account: Account, err: UpstreamError) -> None:
         """What a failure means for the account. Only failures about the account itself change

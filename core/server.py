@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import signal
@@ -38,11 +39,12 @@ from core.resolve import ModelResolver
 from core.response_service import ResponseStoreService
 from core.router import Router
 from core.shared import SharedAccounts, SharedSlots
+from core.shared_load import SharedLoad
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
 from core.store.responses import ResponseRepo
-from core.store.sync import sync_forever
+from core.store.sync import sync_forever, sync_once
 from core.upstream.client import CursorClient
 from core.upstream.discovery import Discovery
 from core.upstream.tokens import normalize_token
@@ -103,6 +105,7 @@ class Core:
     metrics_server: MetricsServer | None = None
     shared: SharedAccounts | None = None
     slots: SharedSlots | None = None
+    load: SharedLoad | None = None
     redis: Redis | None = None
     limits: LocalLimits | SharedLimits | None = None
     # Holds the admin-API logins still polling Cursor (cancelled at stop).
@@ -128,6 +131,8 @@ class Core:
             await self.shared.start()
         if self.slots is not None:
             self.slots.start()
+        if self.load is not None:
+            self.load.start()
         self.journal.start()
         self.discovery.start()
         self.renewer.start()
@@ -163,6 +168,8 @@ class Core:
             await self.slots.aclose()
         if self.limits is not None:
             await self.limits.aclose()  # settles what is still being written, before the journal
+        if self.load is not None:
+            await self.load.aclose()
         if self.shared is not None:
             await self.shared.aclose()
         if self.redis is not None:
@@ -303,6 +310,9 @@ async def build(settings: CoreSettings) -> Core:
     )
     if redis is not None:
         core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)
+        core.load = pool.shared_load = SharedLoad(redis, settings.redis_slot_ttl)
+        office.on_store_change = core.shared.store_changed
+        core.shared.on_sync = functools.partial(sync_once, store, licenses, pool, journal, aliases)
     return core
 
 

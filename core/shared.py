@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -38,7 +38,9 @@ RESUBSCRIBE_MAX_S: Final = 30.0
 
 
 class SharedAccounts:
-    """Publishes this replica's cool-downs and disables, and applies the other replicas' here."""
+    """Publishes this replica's cool-downs and disables, and applies the other replicas' here.
+    Also tells the others when the admin API changed licenses or accounts in the store, so they
+    read it again at once rather than at their next periodic sync."""
 
     def __init__(self, redis: Redis, pool: AccountPool) -> None:
         self.redis = redis
@@ -48,6 +50,10 @@ class SharedAccounts:
         self._listener: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
+        # Re-reads licenses and accounts from the store (core/store/sync.py), set by the server.
+        self.on_sync: Callable[[], Awaitable[None]] | None = None
+        self._syncing: asyncio.Task[None] | None = None
+        self._sync_again = False
 
     async def start(self) -> None:
         self.pool.on_shared_change = self.publish
@@ -71,6 +77,31 @@ class SharedAccounts:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
+    def store_changed(self) -> None:
+        """Backoffice.on_store_change: the others re-read the store (a license created or
+        revoked, an account added or removed here)."""
+        payload = json.dumps({"replica": self.replica, "kind": "sync"})
+        task = asyncio.get_running_loop().create_task(self._write(payload))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _sync_soon(self) -> None:
+        """One store read at a time; changes announced during it get one more read after."""
+        if self._syncing is not None and not self._syncing.done():
+            self._sync_again = True
+            return
+        self._syncing = asyncio.get_running_loop().create_task(self._sync(), name="shared-sync")
+
+    async def _sync(self) -> None:
+        while self.on_sync is not None:
+            self._sync_again = False
+            try:
+                await self.on_sync()
+            except Exception as err:  # the store may be briefly away; the periodic sync follows
+                log.warning("shared accounts: store re-read failed (%s)", type(err).__name__)
+            if not self._sync_again:
+                return
+
     async def _write(self, payload: str) -> None:
         try:
             await self.redis.publish(CHANNEL, payload)
@@ -80,8 +111,14 @@ class SharedAccounts:
     def _apply(self, data: dict[str, Any]) -> None:
         if data.get("replica") == self.replica:
             return
+        if data["kind"] == "sync":
+            self._sync_soon()
+            return
         account, reason = str(data["account"]), str(data["reason"])
-        if data["kind"] == "disable":
+        if data["kind"] == "enable":
+            if self.pool.enable_from_peer(account):
+                log.info("account %s enabled by another replica", account)
+        elif data["kind"] == "disable":
             if self.pool.disable_from_peer(account, reason):
                 log.info("account %s disabled by another replica", account)
         elif self.pool.cool_down_from_peer(account, float(data["until"]), reason):
@@ -112,6 +149,9 @@ class SharedAccounts:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        if self._syncing is not None:
+            self._syncing.cancel()
+            await asyncio.gather(self._syncing, return_exceptions=True)
         await asyncio.gather(*self._writes, return_exceptions=True)
 
 

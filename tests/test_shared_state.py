@@ -127,6 +127,8 @@ def test_redis_away_fails_nothing(tmp_path: Path) -> None:
     try:
         assert ask(stack.base_url, stack.license).status_code == 200
         assert "shared accounts: no subscription" in stack.core.log.read_text()
+        # Least-loaded routing went on with this core's own counts.
+        assert "shared in-flight: picking failed" in stack.core.log.read_text()
     finally:
         stack.stop()
 
