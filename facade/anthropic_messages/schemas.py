@@ -8,11 +8,11 @@ dropped. Values of known fields must have the right JSON type (strict: no "1" fo
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facade.openai_chat.schemas import INT32_MAX, check_json_value
+from facade.openai_chat.schemas import INT32_MAX, JsonObject
 
 logger = logging.getLogger("facade.anthropic")
 
@@ -80,13 +80,7 @@ class ToolUseBlock(_Model):
     type: Literal["tool_use"]
     id: str
     name: str
-    input: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("input")
-    @classmethod
-    def _json_compatible(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_json_value(value)
-        return value
+    input: JsonObject = Field(default_factory=dict)
 
 
 ToolResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
@@ -135,14 +129,7 @@ class Tool(_Model):
     name: str
     type: str | None = None
     description: str | None = None
-    input_schema: dict[str, Any] | None = None
-
-    @field_validator("input_schema")
-    @classmethod
-    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_json_value(value)
-        return value
+    input_schema: JsonObject | None = None
 
 
 class ToolChoice(_Model):

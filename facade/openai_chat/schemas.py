@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -113,19 +113,21 @@ def check_json_value(value: Any, depth: int = 1) -> None:
             raise ValueError("numbers must be finite and within the range of a double")
 
 
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    check_json_value(value)
+    return value
+
+
+# A JSON object the gateway passes on as a protobuf Struct (tool parameters, schemas, inputs).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+
+
 class FunctionDefinition(_Model):
     name: str
     description: str | None = None
     # JSON Schema of the arguments object.
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
-
-    @field_validator("parameters")
-    @classmethod
-    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_json_value(value)
-        return value
 
 
 class ToolDefinition(_Model):
@@ -150,15 +152,8 @@ class JSONSchemaSpec(_Model):
     name: str
     description: str | None = None
     # `schema` would shadow a pydantic BaseModel attribute, hence the alias.
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
-
-    @field_validator("schema_")
-    @classmethod
-    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_json_value(value)
-        return value
 
 
 class ResponseFormat(_Model):

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from facade.openai_chat.schemas import INT32_MAX, ReasoningEffort, check_json_value
+from facade.openai_chat.schemas import INT32_MAX, JsonObject, ReasoningEffort
 
 log = logging.getLogger("facade.responses")
 
@@ -159,15 +159,8 @@ class FunctionTool(_Model):
     type: Literal["function"]
     name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
-
-    @field_validator("parameters")
-    @classmethod
-    def _struct_compatible(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_json_value(value)
-        return value
 
 
 class HostedTool(_Model):
@@ -205,15 +198,9 @@ class TextFormatJSONSchema(_Model):
     type: Literal["json_schema"]
     name: str
     # `schema` would shadow a pydantic BaseModel attribute, hence the alias.
-    schema_: dict[str, Any] = Field(alias="schema")
+    schema_: JsonObject = Field(alias="schema")
     description: str | None = None
     strict: bool | None = None
-
-    @field_validator("schema_")
-    @classmethod
-    def _struct_compatible(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_json_value(value)
-        return value
 
 
 TextFormat = Annotated[
