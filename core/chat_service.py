@@ -11,9 +11,11 @@ from typing import Any
 
 import grpc
 
+from core.admission import Admission
 from core.aliases import AliasTable
 from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
+from core.coalesce import coalesced
 from core.drain import CallGate
 from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry
@@ -55,6 +57,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         metrics: CoreMetrics | None = None,
         gate: CallGate | None = None,
         shared_slots: SharedSlots | None = None,
+        admission: Admission | None = None,
     ) -> None:
         # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
         self.max_deadline = max_deadline
@@ -68,6 +71,8 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.gate = gate if gate is not None else CallGate()
         # Per-license concurrency across replicas (Redis); None: this process' own count.
         self.shared_slots = shared_slots
+        # Upstream streams this core serves at once, and the queue for more (core/admission.py).
+        self.admission = admission if admission is not None else Admission(0, 0, 1.0)
 
     async def _admit(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -109,12 +114,15 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
 
     @contextlib.asynccontextmanager
     async def _slot(self, lic: License) -> AsyncIterator[None]:
+        """The license's slot, then one of this core's (admission control): a license over its
+        own limit gets its 429 without taking a core slot from anyone."""
         if self.shared_slots is not None:
-            async with self.shared_slots.hold(lic):
+            async with self.shared_slots.hold(lic), self.admission.slot():
                 yield
         else:
             with self.licenses.slot(lic):
-                yield
+                async with self.admission.slot():
+                    yield
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -197,9 +205,12 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         try:
             meter.license, requested = await self._admit(request, context)
             async with self._slot(meter.license):
-                async for event in self._events(request, context):
-                    meter.observe(event)
-                    yield event
+                # Deltas that pile up while gRPC writes merge into one message (core/coalesce.py).
+                events = coalesced(self._events(request, context))
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        meter.observe(event)
+                        yield event
             meter.outcome = "ok"
         except GatewayError as err:
             meter.outcome = Code.Name(err.code)
