@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GEN    := gen/.stamp
 
-.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
+.PHONY: all install proto proto-check run core facade simulator test lint live-test bench bench-capacity load fuzz clean deploy-check
 
 all: test
 
@@ -77,7 +77,12 @@ load: install
 fuzz: install
 	CURSORGATE_FUZZ_EXAMPLES=$${CURSORGATE_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
 
+# Gateway vs the simulator reached directly, per dialect and API surface (bench/matrix.py).
 bench: install
+	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
+
+# Concurrency levels up to 1,000 streams and 2,000 idle ones (bench/run.py; bench/capacity.json).
+bench-capacity: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Offline checks of the container and cluster files (no container runtime needed): hadolint on the
