@@ -21,8 +21,9 @@ from cursorgate.v1 import chat_pb2
 
 ChatEvent = chat_pb2.ChatEvent
 
-# The pump stops reading (leaving backpressure to the source) once this much text is waiting.
-MAX_PENDING_CHARS = 256 * 1024
+# The pump stops reading (leaving backpressure to the source) once this much text is waiting:
+# a slow reader holds at most this much per stream in core and again in the facade.
+MAX_PENDING_CHARS = 32 * 1024
 # ... or this many unmerged events (usage, finish, separate tool calls).
 MAX_PENDING_EVENTS = 1024
 
