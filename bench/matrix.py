@@ -56,6 +56,7 @@ SURFACES = ("chat", "responses", "messages")
 MODEL = "gpt-5.2"
 # Longest one stream may take; a stuck one is counted as an error, not waited for.
 STREAM_TIMEOUT_S = 60.0
+WARMUP_TIMEOUT_S = 20.0
 
 
 @dataclass(slots=True)
@@ -310,8 +311,12 @@ async def bench_dialect(args: argparse.Namespace, dialect: str, stack: Stack) ->
     rounds: list[dict[str, Any]] = []
     try:
         for client in clients:  # warm-up: connections, caches, the dialect's first probe
-            async with asyncio.timeout(STREAM_TIMEOUT_S):
-                await asyncio.gather(*(client.run(prompts["burst"], Stream(0.0)) for _ in range(4)))
+            warm = [Stream(0.0) for _ in range(4)]
+            try:
+                async with asyncio.timeout(WARMUP_TIMEOUT_S):
+                    await asyncio.gather(*(client.run(prompts["burst"], rec) for rec in warm))
+            except (TimeoutError, RuntimeError, OSError) as error:  # reported, the run goes on
+                print(f"  {dialect:<9} warm-up {client.name}: {type(error).__name__} {error}", flush=True)
         for n in range(args.rounds):
             runs: dict[str, dict[str, dict[str, Any]]] = {}
             for mode in args.modes:

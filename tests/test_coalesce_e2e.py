@@ -2,9 +2,11 @@
 has sent its whole answer gets it in fewer SSE events than there were upstream frames, with the
 same text in the same order; a client that keeps up gets every frame as it came.
 
-Backpressure by construction: the client's socket has a tiny receive buffer and is not read
-until the simulator reports the stream finished, so everything after the first few events piles
-up in the gateway (core's and the facade's buffers) and leaves merged.
+Backpressure by construction: the answer (6 MB of text) is larger than what the kernel can hold
+between the facade and a client socket with a tiny receive buffer (at most tcp_wmem's 4 MiB here),
+and the client reads nothing until the simulator has finished or stopped being read, so the
+facade's writes block and what follows piles up in the gateway (core's and the facade's buffers)
+and leaves merged.
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ import pytest
 from simulator.script import fixed_chunks
 from tests.procs import Stack, start_stack
 
-FRAMES = 2000
-CHARS = 20
+FRAMES = 3000
+CHARS = 2000
+# More than the socket buffers between facade and client can hold (tcp_wmem max 4 MiB + rcvbuf).
+assert FRAMES * CHARS > 5 * 1024 * 1024
+# The longest the client holds off reading when the gateway stops reading the simulator (its
+# buffers full) before the simulator finishes; the merging does not depend on it.
+HOLD_S = 10.0
 PROMPT = f"coalesce\nsim: chunks={FRAMES} chunk_chars={CHARS}"
 
 
@@ -34,8 +41,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def stalled_read(stack: Stack, path: str, body: dict[str, object], headers: dict[str, str]) -> bytes:
-    """POSTs, waits (not reading) until the simulator has no open stream, then reads it all."""
+    """POSTs, waits (not reading) until the simulator's stream ended or HOLD_S passed, then reads it all."""
     port = int(stack.root_url.rsplit(":", 1)[1])
+    seen = len(stack.chat_requests())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     sock.connect(("127.0.0.1", port))
@@ -52,13 +60,14 @@ def stalled_read(stack: Stack, path: str, body: dict[str, object], headers: dict
     sock.sendall(conn.send(h11.Data(data=payload)) or b"")
     sock.sendall(conn.send(h11.EndOfMessage()) or b"")
     deadline = time.monotonic() + 60
-    opened = False
-    while True:  # the upstream stream opens, then ends: all of it produced, none of it read
+    opened_at: float | None = None
+    while True:  # the upstream stream opens, then ends (or the gateway stops reading it)
         open_streams = stack.sim_control("stats")["open_streams"]
-        opened = opened or open_streams > 0
-        if opened and open_streams == 0:
+        if opened_at is None and len(stack.chat_requests()) > seen:
+            opened_at = time.monotonic()
+        if opened_at is not None and (open_streams == 0 or time.monotonic() > opened_at + HOLD_S):
             break
-        assert time.monotonic() < deadline, "the simulator's stream never finished"
+        assert time.monotonic() < deadline, "the simulator's stream never opened"
         time.sleep(0.05)
     data = bytearray()
     status = 0
@@ -115,7 +124,7 @@ def test_anthropic_messages_slow_reader_gets_merged_events(stack: Stack) -> None
     body = {
         "model": "gpt-5.2",
         "stream": True,
-        "max_tokens": 100_000,
+        "max_tokens": 2_000_000,  # more than the answer: not cut short
         "messages": [{"role": "user", "content": PROMPT}],
     }
     headers = {"x-api-key": stack.license, "anthropic-version": "2023-06-01"}
