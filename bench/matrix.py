@@ -79,9 +79,8 @@ class Direct:
     """Core's upstream client in this process: what core does, without gRPC and the facade.
 
     One client (one upstream connection) per stream in flight, reused: concurrent agent-dialect
-    streams sharing one client's HTTP/2 connection here stall at their end (seen only in the
-    load generator, not in core; left for a follow-up), and the same holds for every dialect so
-    none is favoured.
+    streams sharing one client's HTTP/2 connection stall at their end (found by this bench, in
+    core too; not fixed here), and the same holds for every dialect so none is favoured.
     """
 
     name = "direct"
