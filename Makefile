@@ -15,7 +15,7 @@ UPLOT_VERSION := 1.6.32
 UPLOT_DIR     := .cache/vendor/uplot-$(UPLOT_VERSION)/node_modules/uplot
 VENDOR_DIR    := facade/admin/static/vendor
 
-.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench load fuzz clean deploy-check image-check
+.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench bench-capacity load fuzz clean deploy-check image-check
 
 all: test
 
@@ -98,7 +98,12 @@ load: install
 fuzz: install
 	CURSORGATE_FUZZ_EXAMPLES=$${CURSORGATE_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
 
+# Gateway vs the simulator reached directly, per dialect and API surface (bench/matrix.py).
 bench: install
+	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
+
+# Concurrency levels up to 1,000 streams and 2,000 idle ones (bench/run.py; bench/capacity.json).
+bench-capacity: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Offline checks of the container and cluster files (no container runtime needed): hadolint on the

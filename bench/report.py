@@ -1,4 +1,4 @@
-"""The table on stdout, results.json, and the latency plot."""
+"""The capacity bench's table on stdout, capacity.json, and the latency plot."""
 
 from __future__ import annotations
 

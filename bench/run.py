@@ -1,8 +1,8 @@
-"""`make bench` (`python -m bench.run`): direct vs core vs full path, side by side, in one run.
+"""`make bench-capacity` (`python -m bench.run`): direct vs core vs full path, side by side, in one run.
 
 Starts the simulator, core and facade as separate processes on 127.0.0.1 ephemeral ports, then
 for each load level runs the same scripted stream (200 chunks of 20 characters, paced or burst)
-over the three paths, and writes a table to stdout, bench/results.json and bench/latency.png.
+over the three paths, and writes a table to stdout, bench/capacity.json and bench/latency.png.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=4.0, help="steady-state seconds per phase")
     p.add_argument("--idle", type=int, default=2000, help="idle open streams held through the facade")
     p.add_argument("--quick", action="store_true", help="a small run: levels 1,16,64, short phases")
-    p.add_argument("--out", type=Path, default=HERE / "results.json")
+    p.add_argument("--out", type=Path, default=HERE / "capacity.json")
     p.add_argument("--plot", type=Path, default=HERE / "latency.png")
     p.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (path printed)")
     args = p.parse_args(argv)
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stack.stop()
     results["meta"] = {
-        "command": "make bench"
+        "command": "make bench-capacity"
         + (" BENCH_ARGS=" + " ".join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ""),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "cpus": os.cpu_count(),

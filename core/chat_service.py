@@ -11,9 +11,11 @@ from typing import Any
 
 import grpc
 
+from core.admission import Admission
 from core.aliases import AliasTable
 from core.answer import AnswerShaper, estimate_tokens, prompt_chars
 from core.catalog import ModelInfo, effort_variant
+from core.coalesce import coalesced
 from core.drain import CallGate
 from core.errors import Code, GatewayError, echo
 from core.licenses import License, LicenseRegistry, key_prefix
@@ -58,6 +60,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         gate: CallGate | None = None,
         shared_slots: SharedSlots | None = None,
         limits: LocalLimits | SharedLimits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         # The longest a request may run upstream, whatever deadline a gRPC caller sets (or none).
         self.max_deadline = max_deadline
@@ -73,17 +76,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.shared_slots = shared_slots
         # Per-license RPM, TPM and token budgets (core/limits.py; in Redis with replicas).
         self.limits = limits if limits is not None else LocalLimits()
+        # Upstream streams this core serves at once, and the queue for more (core/admission.py).
+        self.admission = admission if admission is not None else Admission(0, 0, 1.0)
 
-    async def _admit(
-        self,
-        request: chat_pb2.ChatRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-        meter: Meter,
-        spend: Spend,
-    ) -> tuple[License, str]:
-        """Checks the call and uses the license; returns it and the model name the caller asked for.
-        Reserves the call against the license's limits in `spend`, which the caller settles."""
-        lic, requested = self._check(request, context, meter)
+    async def _use(self, lic: License, request: chat_pb2.ChatRequest, spend: Spend) -> None:
+        """Uses the license for a call that holds its slots (so a call refused for want of one
+        costs no quota): reserves it against the license's limits in `spend`, which the caller
+        settles, and counts it against the quota."""
         spend.estimate = estimate_tokens(prompt_chars(request))
         spend.reservation = await self.limits.admit(lic, spend.estimate)
         await self.licenses.use(lic)  # refused (quota): the reservation is settled to nothing
@@ -91,7 +90,6 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         if not request.request_id:
             request.request_id = f"chatcmpl-{uuid.uuid4().hex}"
         add_instruction(request)
-        return lic, requested
 
     def _check(
         self,
@@ -129,12 +127,15 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
 
     @contextlib.asynccontextmanager
     async def _slot(self, lic: License) -> AsyncIterator[None]:
+        """The license's slot, then one of this core's (admission control): a license over its
+        own limit gets its 429 without taking a core slot from anyone."""
         if self.shared_slots is not None:
-            async with self.shared_slots.hold(lic):
+            async with self.shared_slots.hold(lic), self.admission.slot():
                 yield
         else:
             with self.licenses.slot(lic):
-                yield
+                async with self.admission.slot():
+                    yield
 
     def _resolve_variant(self, request: chat_pb2.ChatRequest) -> None:
         if request.reasoning_effort == chat_pb2.REASONING_EFFORT_UNSPECIFIED:
@@ -216,12 +217,16 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         spend = Spend()
         requested = request.model
         try:
-            lic, requested = await self._admit(request, context, meter, spend)
-            meter.admitted = True
+            lic, requested = self._check(request, context, meter)
             async with self._slot(lic):
-                async for event in self._events(request, context):
-                    meter.observe(event)
-                    yield event
+                await self._use(lic, request, spend)
+                meter.admitted = True
+                # Deltas that pile up while gRPC writes merge into one message (core/coalesce.py).
+                events = coalesced(self._events(request, context))
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        meter.observe(event)
+                        yield event
             meter.outcome = "ok"
         except GatewayError as err:
             meter.outcome = Code.Name(err.code)
@@ -245,9 +250,10 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         spend = Spend()
         requested = request.model
         try:
-            lic, requested = await self._admit(request, context, meter, spend)
-            meter.admitted = True
+            lic, requested = self._check(request, context, meter)
             async with self._slot(lic):
+                await self._use(lic, request, spend)
+                meter.admitted = True
                 events = metered(meter, self._events(request, context))
                 response = await aggregate(request, events, requested)
             meter.usage.CopyFrom(response.usage)

@@ -58,6 +58,15 @@ class CoreSettings(BaseSettings):
     # Seconds added to the clock that license limits and budget periods follow. For tests only
     # (a budget's period reset without waiting for midnight); leave it at 0.
     limits_clock_offset: float = 0.0
+    # Admission control (core/admission.py): chat calls this core serves upstream at once (0: no
+    # limit), how many more may wait for a slot, and how many seconds they may wait; past that,
+    # a retryable refusal (gRPC RESOURCE_EXHAUSTED / ERROR_CODE_OVERLOADED, HTTP 503 + Retry-After).
+    max_streams: int = Field(default=2048, ge=0)
+    stream_queue: int = Field(default=256, ge=0)
+    stream_queue_timeout: float = Field(default=5.0, gt=0)
+    # Upstream streams one Cursor account carries at once (0: no limit): a full account is
+    # skipped for another; with every account full, the call is refused like above.
+    max_streams_per_account: int = Field(default=0, ge=0)
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from core.accounts import Account, AccountPool
+from core.admission import overloaded
 from core.errors import Code, GatewayError
 from core.proxies import mask_proxy, reachable
 from core.tracing import UpstreamSpan
@@ -61,6 +62,7 @@ class Router:
         attempts: int,
         renewer: TokenRenewer | None = None,
         on_failure: Callable[[Failure], None] | None = None,
+        max_per_account: int = 0,
     ) -> None:
         self.pool = pool
         self.upstream = upstream
@@ -68,6 +70,8 @@ class Router:
         self.renewer = renewer
         # Told of every failed attempt (the upstream error metric).
         self.on_failure = on_failure
+        # Upstream streams one account carries at once (0: no limit; core/admission.py).
+        self.max_per_account = max_per_account
 
     async def stream(
         self, request: chat_pb2.ChatRequest, time_remaining: float | None
@@ -123,6 +127,9 @@ class Router:
                         last = err
         if last is not None:
             raise last
+        if self.max_per_account and self.pool.candidates(request.model):
+            # There are accounts for the model, and every one carries all it may.
+            raise overloaded(f"{self.max_per_account} streams per account", 1.0)
         raise self._no_account(request.model)
 
     async def _renewed(
@@ -162,6 +169,8 @@ class Router:
         connection's, not the account's). Candidates are re-read each attempt, so an
         account disabled or cooled down by the last failure is skipped."""
         candidates = self.pool.candidates(model, key)
+        if self.max_per_account:
+            candidates = [a for a in candidates if a.in_flight < self.max_per_account]
         fresh = [a for a in candidates if a.id not in tried]
         if fresh:
             return self._as_good_as_first(fresh, key)

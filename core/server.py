@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import secrets
 import signal
 import time
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 
 from core.accounts import Account, AccountPool
 from core.admin_service import AdminService, Backoffice
+from core.admission import Admission
 from core.aliases import AliasError, AliasTable
 from core.auth.cursor_auth import CursorAuth
 from core.auth.renewal import Renewer
@@ -80,6 +82,20 @@ SERVER_OPTIONS = [
     ("grpc.max_connection_age_ms", 600_000),
     ("grpc.max_connection_age_grace_ms", 900_000),
 ]
+
+
+def server_options(settings: CoreSettings) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS, and how long a call may wait for the server to pick it up.
+
+    gRPC cancels a call that waits longer than `grpc.server_max_unrequested_time_in_server`
+    (default 30 s) before the application requests it, and grpc.aio requests calls one at a
+    time from the event loop. On an overloaded core the loop falls behind, calls wait past 30 s,
+    and the caller gets a bare CANCELLED mid-queue: the erratic failures at 1,000 streams
+    (issue 13). A queued call is now bounded by the caller's own deadline (the request timeout)
+    instead, and admission control (core/admission.py) refuses excess calls cheaply once picked up.
+    """
+    unrequested = max(30, math.ceil(settings.request_timeout))
+    return [*SERVER_OPTIONS, ("grpc.server_max_unrequested_time_in_server", unrequested)]
 
 
 # Seconds the gRPC server gives calls after the drain (the drain already waited for them).
@@ -234,13 +250,18 @@ async def build(settings: CoreSettings) -> Core:
     resolver = ModelResolver(pool, catalog, aliases)
     metrics = CoreMetrics(pool)
     router = Router(
-        pool, upstream, settings.upstream_attempts, renewer, on_failure=metrics.record_upstream_error
+        pool,
+        upstream,
+        settings.upstream_attempts,
+        renewer,
+        on_failure=metrics.record_upstream_error,
+        max_per_account=settings.max_streams_per_account,
     )
     # The request-id interceptor costs a coroutine per call: only where JSON logs use it.
     interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestGuard()]
     if settings.log_format == "json":
         interceptors.append(RequestIdInterceptor())
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
     gate = CallGate()
     # One Redis client for all shared state; connections are made on first use, in start().
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -261,6 +282,7 @@ async def build(settings: CoreSettings) -> Core:
         gate=gate,
         shared_slots=slots,
         limits=limits,
+        admission=Admission(settings.max_streams, settings.stream_queue, settings.stream_queue_timeout),
     )
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(

@@ -91,6 +91,8 @@ ERROR_TABLE: dict[int, HttpError] = {
     ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE: HttpError(503, SERVER_ERROR, "upstream_unavailable"),
     ErrorCode.ERROR_CODE_NO_ACCOUNT_AVAILABLE: HttpError(503, SERVER_ERROR, "no_account_available"),
     ErrorCode.ERROR_CODE_STORE_UNAVAILABLE: HttpError(503, SERVER_ERROR, "store_unavailable", 1),
+    # Core at capacity (admission control): refused before any upstream work, so safe to retry.
+    ErrorCode.ERROR_CODE_OVERLOADED: HttpError(503, SERVER_ERROR, "overloaded", 1),
     ErrorCode.ERROR_CODE_UPSTREAM_OUTDATED_CLIENT: HttpError(502, SERVER_ERROR, "upstream_outdated_client"),
     ErrorCode.ERROR_CODE_UPSTREAM_AUTH: HttpError(502, SERVER_ERROR, "upstream_auth"),
     ErrorCode.ERROR_CODE_UPSTREAM_ERROR: HttpError(502, SERVER_ERROR, "upstream_error"),

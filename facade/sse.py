@@ -11,6 +11,7 @@ fastapi.sse for token-sized chunks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from core.coalesce import batches
 from cursorgate.v1 import chat_pb2
 from facade.errors import SERVER_ERROR, OpenAIError, from_grpc_error
 from facade.guard import ClientGone, DisconnectGuard
@@ -229,6 +231,13 @@ async def open_stream(
     )
 
 
+async def _read(call: StreamCall, first: chat_pb2.ChatEvent) -> AsyncIterator[chat_pb2.ChatEvent]:
+    event: object = first
+    while isinstance(event, chat_pb2.ChatEvent):
+        yield event
+        event = await call.read()
+
+
 async def _frames(
     call: StreamCall, translator: StreamTranslator, first: chat_pb2.ChatEvent | asyncio.Task[object]
 ) -> AsyncIterator[bytes]:
@@ -244,13 +253,17 @@ async def _frames(
         assert isinstance(event, chat_pb2.ChatEvent)
         if opening := translator.start(event):
             yield opening
-        text = translator.text
-        while isinstance(event, chat_pb2.ChatEvent):
-            if event.WhichOneof("event") == "text":  # the hot path: one token
-                yield text(event.text.text)
-            elif frames := translator.event(event):
-                yield frames
-            event = await call.read()
+        text, other = translator.text, translator.event
+        # What core sent while the client was still being written to leaves merged, in one
+        # write (core/coalesce.py); alone, an event leaves at once.
+        async with contextlib.aclosing(batches(_read(call, event))) as waiting:
+            async for batch in waiting:
+                out = [
+                    text(item.text.text) if item.WhichOneof("event") == "text" else other(item)
+                    for item in batch
+                ]
+                if data := out[0] if len(out) == 1 else b"".join(out):
+                    yield data
         yield translator.end()
     except grpc.aio.AioRpcError as error:
         # Headers are gone: the failure travels in-band, in the surface's own error schema.

@@ -57,11 +57,12 @@ async def test_disconnect_mid_stream_runs_generator_finally() -> None:
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             sent.append(message["body"])
-            if b'"b"' in message["body"]:
+            # "b" ends a content delta (alone, or merged with "a": core/coalesce.py).
+            if b'b"}' in message["body"]:
                 body_sent.set()
 
     await asyncio.wait_for(response(SCOPE, receive, send), 1.0)  # type: ignore[arg-type]
-    assert any(b'"b"' in chunk for chunk in sent)
+    assert any(b'b"}' in chunk for chunk in sent)
     # Once from the generator's finally (proves it ran on disconnect), once from on_close.
     assert call.cancels == 2
 
