@@ -326,6 +326,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             account.cooldown_until = 0.0
         self.office.pool.changed(account)
         await self.office.journal.flush()
+        self.office.stored()  # label, version, dialect, proxy: the other replicas re-read them
         if request.HasField("enabled"):
             self.office.pool.admin_toggled(account)
         log.info("account %s updated", account.id)

@@ -100,12 +100,25 @@ def test_a_license_created_on_one_replica_works_on_the_other_and_a_revocation_to
     assert refused, "replica 0 still accepts a license revoked on replica 1"
     assert refused.json()["error"]["message"] == "This license has been revoked."
 
+    # Enabled again through replica 0: replica 1 serves it again.
+    enabled = cluster.admin(0, "PATCH", f"/licenses/{license_id}", {"enabled": True})
+    assert enabled.status_code == 200 and enabled.json()["revoked"] is False
+    assert until(lambda: cluster.chat(1, license=key).status_code == 200), (
+        "replica 1 still refuses a license enabled again on replica 0"
+    )
+
 
 def test_an_account_disabled_on_one_replica_is_skipped_by_the_other(cluster: Cluster) -> None:
     spare = distinct_token("auth0|user_cluster_spare")
     added = cluster.admin(0, "POST", "/accounts", {"token": spare, "label": "spare"})
     assert added.status_code == 201, added.text
     assert until(lambda: "spare" in cluster.accounts(1)), "core 1 never saw the account added on core 0"
+    spare_id = cluster.accounts(0)["spare"]["id"]
+    # An admin setting changed on core 0 (the label) is what core 1 shows too.
+    assert cluster.admin(0, "PATCH", f"/accounts/{spare_id}", {"label": "spare account"}).status_code == 200
+    assert until(lambda: "spare account" in cluster.accounts(1)), "core 1 kept the old label"
+    assert cluster.admin(0, "PATCH", f"/accounts/{spare_id}", {"label": "spare"}).status_code == 200
+    assert until(lambda: "spare" in cluster.accounts(1))
     primary_id = cluster.accounts(0)["CURSOR_TOKEN"]["id"]
 
     try:

@@ -1,11 +1,13 @@
 """Re-reads the store now and then, so that with several core replicas on one PostgreSQL an
 admin change made through one replica reaches the others (licenses and model aliases fully;
-accounts as additions and removals: their runtime state is each replica's own)."""
+accounts as additions, removals and their admin settings: label, client version, dialect pin
+and proxy; their runtime state is each replica's own)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from core.accounts import AccountPool
 from core.aliases import AliasError, AliasTable
@@ -23,6 +25,7 @@ async def sync_once(
     journal: Journal,
     aliases: AliasTable | None = None,
 ) -> None:
+    read_at = time.time()
     for stored in await store.licenses():
         current = licenses.get(stored.id)
         if current is None:
@@ -47,6 +50,10 @@ async def sync_once(
             )
         if stored.revoked:
             current.revoked, current.revoked_at = True, stored.revoked_at
+        elif current.revoked and (current.revoked_at or 0.0) < read_at:
+            # Enabled again through another replica. A revocation made here while the store was
+            # being read is newer than what was read, and stands.
+            current.revoked, current.revoked_at = False, None
         # Counts only grow: the store has every replica's flushed uses, memory our unflushed ones.
         current.requests_used = max(
             current.requests_used, stored.requests_used + journal.pending_usage(stored.id)
@@ -54,8 +61,12 @@ async def sync_once(
     accounts = await store.accounts()
     known = {a.id for a in accounts}
     for account in accounts:
-        if pool.get(account.id) is None:
+        held = pool.get(account.id)
+        if held is None:
             pool.add(account)
+            continue
+        held.label, held.client_version = account.label, account.client_version
+        held.dialect, held.proxy = account.dialect, account.proxy
     for account in pool.all():
         if account.id not in known:
             pool.remove(account.id)
