@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GEN    := gen/.stamp
 
-.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz clean deploy-check
+.PHONY: all install proto proto-check run core facade simulator test lint live-test bench load fuzz mutate clean deploy-check
 
 all: test
 
@@ -77,6 +77,12 @@ load: install
 fuzz: install
 	CURSORGATE_FUZZ_EXAMPLES=$${CURSORGATE_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
 
+# Mutation testing of the modules that decide outcomes (tests/mutate.py, mutmut): the score per
+# module and the surviving mutants; fails under 90%. MUTATE_ARGS: module paths, --changed REF
+# (only what differs from REF), --survivors (re-test only last run's survivors).
+mutate: install
+	$(BIN)/python -m tests.mutate $(MUTATE_ARGS)
+
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
@@ -99,4 +105,4 @@ deploy-check: $(DEPLOY_TOOLS)
 	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) $(VENV)/deploy-check/k8s.yaml
 
 clean:
-	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache mutants
