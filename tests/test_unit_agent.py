@@ -358,3 +358,70 @@ def test_discovered_agent_host_applies_to_cursors_own_upstream_only() -> None:
     other = UpstreamContext.create(CoreSettings(upstream_url="http://127.0.0.1:9"))
     other.discovered_agent_url = "https://agent.simulator.invalid"
     assert other.agent_url == "http://127.0.0.1:9"
+
+
+# --- where a call's name and id come from (the two sources differ) ------------------------------
+
+
+def exec_mcp(args: agent.McpArgs, n: int = 1) -> agent.AgentServerMessage:
+    return agent.AgentServerMessage(exec_server_message=agent.ExecServerMessage(id=n, mcp_args=args))
+
+
+def partial(args: agent.McpArgs, envelope_id: str | None = None) -> agent.AgentServerMessage:
+    call = agent.ToolCall(mcp_tool_call=agent.McpToolCall(args=args))
+    if envelope_id is not None:
+        call.tool_call_id = envelope_id
+    update = agent.PartialToolCallUpdate(call_id="ignored", tool_call=call)
+    return agent.AgentServerMessage(interaction_update=agent.InteractionUpdate(partial_tool_call=update))
+
+
+def test_exec_prefers_the_declared_tool_name_over_the_display_name() -> None:
+    ex = exchange(["get_weather"])
+    args = agent.McpArgs(name="pi-agent-get_weather", tool_name="get_weather", tool_call_id="toolu_1")
+    (event,) = ex.feed(exec_mcp(args))
+    assert (event.tool_call.id, event.tool_call.name, event.tool_call.arguments) == (
+        "toolu_1",
+        "get_weather",
+        "{}",
+    )
+
+
+def test_exec_falls_back_to_name_when_tool_name_is_empty() -> None:
+    ex = exchange(["get_weather"])
+    (event,) = ex.feed(exec_mcp(agent.McpArgs(name="get_weather", tool_call_id="toolu_1")))
+    assert (event.tool_call.id, event.tool_call.name) == ("toolu_1", "get_weather")
+
+
+def test_exec_without_a_call_id_gets_a_toolu_id() -> None:
+    ex = exchange(["f"])
+    (event,) = ex.feed(exec_mcp(agent.McpArgs(tool_name="f")))
+    assert event.tool_call.id.startswith("toolu_") and len(event.tool_call.id) == len("toolu_") + 16
+    assert event.tool_call.name == "f"
+
+
+def test_exec_of_a_display_name_alone_is_not_found() -> None:
+    """`name` is only the fallback: a declared tool reached through tool_name is not found by name."""
+    ex = exchange(["get_weather"])
+    assert ex.feed(exec_mcp(agent.McpArgs(name="get_weather", tool_name="other", tool_call_id="t"))) == []
+    (reply,) = ex.outbox
+    assert reply.exec_client_message.mcp_result.tool_not_found.name == "other"
+
+
+def test_progress_takes_the_id_and_name_from_the_args_first() -> None:
+    ex = exchange(["get_weather"])
+    args = agent.McpArgs(name="display", tool_name="get_weather", tool_call_id="toolu_a")
+    (event,) = ex.feed(partial(args, envelope_id="toolu_envelope"))
+    assert (event.tool_call.index, event.tool_call.id, event.tool_call.name) == (0, "toolu_a", "get_weather")
+    assert ex.feed(partial(args, envelope_id="toolu_envelope")) == []  # announced once
+
+
+def test_progress_falls_back_to_the_envelope_id_and_the_display_name() -> None:
+    ex = exchange(["get_weather"])
+    (event,) = ex.feed(partial(agent.McpArgs(name="get_weather"), envelope_id="toolu_env"))
+    assert (event.tool_call.id, event.tool_call.name) == ("toolu_env", "get_weather")
+
+
+def test_progress_without_any_id_or_for_an_undeclared_tool_says_nothing() -> None:
+    ex = exchange(["get_weather"])
+    assert ex.feed(partial(agent.McpArgs(tool_name="get_weather"))) == []
+    assert ex.feed(partial(agent.McpArgs(tool_name="rm", tool_call_id="toolu_x"))) == []

@@ -265,3 +265,36 @@ def test_event_mapper_text_and_thinking() -> None:
     )
     kinds = [e.WhichOneof("event") for e in EventMapper().feed(frame)]
     assert kinds == ["reasoning", "text"]
+
+
+def _named_call(call_name: str, tools: list[tuple[str, str]]) -> cursor.StreamUnifiedChatResponseWithTools:
+    return cursor.StreamUnifiedChatResponseWithTools(
+        client_side_tool_v2_call=tools_pb2.ClientSideToolV2Call(
+            tool=tools_pb2.CLIENT_SIDE_TOOL_V2_MCP,
+            tool_call_id="t1",
+            name=call_name,
+            raw_args="{}",
+            is_streaming=False,
+            mcp_params=tools_pb2.MCPParams(
+                tools=[tools_pb2.MCPParams.Tool(name=n, server_name=s) for n, s in tools]
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("call_name", "tools", "expected"),
+    [
+        # The MCP tool entry is the caller's declared name; the call's own name is Cursor's label.
+        ("mcp_custom_get_weather", [("get_weather", "custom")], "get_weather"),
+        ("label", [("get_weather", "")], "get_weather"),
+        ("label", [("first", "custom"), ("second", "custom")], "first"),
+        # A tool of another MCP server keeps its server in the name.
+        ("label", [("search", "github")], "mcp__github__search"),
+        # No MCP entry: the call's own name is all there is.
+        ("get_weather", [], "get_weather"),
+    ],
+)
+def test_event_mapper_tool_name_sources(call_name: str, tools: list[tuple[str, str]], expected: str) -> None:
+    first, _ = EventMapper().feed(_named_call(call_name, tools))
+    assert first.tool_call.name == expected
