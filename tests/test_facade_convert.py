@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from facade.config import FacadeSettings
 from facade.core_client import call_metadata, request_id_from
-from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
+from facade.errors import ERROR_TABLE, OpenAIError, error_info_from_metadata, from_error_info, param_from_loc
 from facade.openai_chat.convert import (
     ChunkStream,
     model_list,
@@ -25,6 +25,9 @@ from facade.openai_chat.convert import (
     to_completion,
 )
 from facade.openai_chat.schemas import INT32_MAX, ChatCompletionRequest
+from facade.openai_responses.convert import input_items
+from facade.openai_responses.convert import to_chat_request as responses_request
+from facade.openai_responses.protocol import CreateResponseRequest
 
 ErrorCode = errors_pb2.ErrorCode
 
@@ -609,3 +612,13 @@ def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert configured.core_target == "core.internal:7000"
     assert configured.cors_origins == ["https://a.test", "https://b.test"]
     assert configured.log_level == "debug"
+
+
+def test_responses_with_no_input_name_the_input_field() -> None:
+    """Found by the fuzz suite once it checked statuses: `input: []` was refused naming
+    `messages`, core's field, which the Responses API does not have."""
+    body = CreateResponseRequest.model_validate({"model": "m", "input": []})
+    with pytest.raises(OpenAIError) as caught:
+        responses_request(body, input_items(body), "resp_1")
+    assert (caught.value.status, caught.value.param) == (400, "input")
+    assert caught.value.message == "'input' must contain at least one item."
