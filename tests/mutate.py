@@ -31,10 +31,15 @@ THRESHOLD = 90.0
 # touched and fails if one drops below it. A module joins when its tests bring it to 90%.
 GATED = (
     "core/upstream/errors.py",
+    "core/upstream/legacy/events.py",
+    "core/upstream/inference/events.py",
+    "core/upstream/agent/events.py",
     "core/answer.py",
     "core/router.py",
     "core/accounts.py",
     "core/licenses.py",
+    "core/resolve.py",
+    "core/upstream/prompt.py",
 )
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
 
@@ -178,6 +183,11 @@ def main() -> int:
 
     equivalents = load_equivalents()
     if not args.report_only:
+        # A run killed while mutmut saved its results leaves an empty .meta that fails the next run.
+        for meta in (ROOT / "mutants").rglob("*.meta"):
+            if meta.stat().st_size == 0:
+                meta.unlink()
+                meta.with_suffix("").unlink(missing_ok=True)
         mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
         patterns = [f"{dotted(m)}.*" for m in modules]
         if args.survivors:
