@@ -622,3 +622,88 @@ def test_responses_with_no_input_name_the_input_field() -> None:
         responses_request(body, input_items(body), "resp_1")
     assert (caught.value.status, caught.value.param) == (400, "input")
     assert caught.value.message == "'input' must contain at least one item."
+
+
+# --- ChunkStream's per-token path, byte for byte (issue 16: only tested end to end before) ---
+
+
+def chunk_bytes(delta: str, finish: str = "null", usage: str = "") -> bytes:
+    """One chat.completion.chunk frame as OpenAI spells it, written out."""
+    return (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m",'
+        b'"choices":[{"index":0,"delta":'
+        + delta.encode()
+        + b',"logprobs":null,"finish_reason":'
+        + finish.encode()
+        + b"}]"
+        + usage.encode()
+        + b"}\n\n"
+    )
+
+
+def test_chunk_stream_text_frames_are_exact() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    assert chunks.start(ev(text=chat_pb2.TextDelta(text="Hi"))) == chunk_bytes(
+        '{"role":"assistant","content":""}'
+    )
+    assert chunks.text("Hi") == chunk_bytes('{"content":"Hi"}')
+    assert chunks.text('say "x"\n') == chunk_bytes('{"content":"say \\"x\\"\\n"}')
+    assert chunks.event(ev(text=chat_pb2.TextDelta(text="!"))) == chunk_bytes('{"content":"!"}')
+    stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+    assert chunks.event(stop) == chunk_bytes("{}", finish='"stop"')
+    assert chunks.end() == b"data: [DONE]\n\n"
+
+
+def test_chunk_stream_with_usage_marks_every_chunk() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=True, created=7)
+    assert chunks.text("a") == chunk_bytes('{"content":"a"}', usage=',"usage":null')
+    usage = ev(usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))
+    assert chunks.event(usage) == b""  # held until the finish
+    finish = chunks.event(ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_LENGTH)))
+    assert finish.startswith(chunk_bytes("{}", finish='"length"', usage=',"usage":null'))
+    assert b'"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3' in finish
+    # A usage report after the finish goes out at once.
+    assert b'"choices":[]' in chunks.event(usage)
+
+
+def test_chunk_stream_first_chunk_before_a_tool_call_has_null_content() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    call = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f", arguments=""))
+    assert chunks.start(call) == chunk_bytes('{"role":"assistant","content":null}')
+    assert chunks.event(call) == chunk_bytes(
+        '{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}'
+    )
+    more = ev(tool_call=chat_pb2.ToolCallDelta(index=0, arguments='{"a":1}'))
+    assert chunks.event(more) == chunk_bytes(
+        '{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":1}"}}]}'
+    )
+    done = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS))
+    assert chunks.event(done) == chunk_bytes("{}", finish='"tool_calls"')
+
+
+def test_chunk_stream_reasoning_as_fields_or_inline_think() -> None:
+    plain = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    thought = ev(reasoning=chat_pb2.ReasoningDelta(text="hm"))
+    assert plain.event(thought) == chunk_bytes('{"reasoning_content":"hm","reasoning":"hm"}')
+    inline = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7, inline_think=True)
+    assert inline.event(thought) == chunk_bytes('{"content":"<think>hm"}')
+    assert inline.event(ev(reasoning=chat_pb2.ReasoningDelta(text="m"))) == chunk_bytes('{"content":"m"}')
+    assert inline.text("ok") == chunk_bytes('{"content":"</think>\\n\\nok"}')
+    assert inline.text("!") == chunk_bytes('{"content":"!"}')
+    # A think still open when a tool call or the finish comes is closed first.
+    inline.event(thought)
+    stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+    assert inline.event(stop) == chunk_bytes('{"content":"</think>\\n\\n"}') + chunk_bytes(
+        "{}", finish='"stop"'
+    )
+
+
+def test_chunk_stream_legacy_function_call() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7, legacy_functions=True)
+    first = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f", arguments=""))
+    assert chunks.event(first) == chunk_bytes('{"function_call":{"name":"f","arguments":""}}')
+    args = ev(tool_call=chat_pb2.ToolCallDelta(index=0, arguments="{}"))
+    assert chunks.event(args) == chunk_bytes('{"function_call":{"arguments":"{}"}}')
+    assert chunks.event(ev(tool_call=chat_pb2.ToolCallDelta(index=1, name="g"))) == b""
+    done = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS))
+    assert chunks.event(done) == chunk_bytes("{}", finish='"function_call"')
