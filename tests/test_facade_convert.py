@@ -707,3 +707,40 @@ def test_chunk_stream_legacy_function_call() -> None:
     assert chunks.event(ev(tool_call=chat_pb2.ToolCallDelta(index=1, name="g"))) == b""
     done = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS))
     assert chunks.event(done) == chunk_bytes("{}", finish='"function_call"')
+
+
+def test_legacy_function_messages_travel_as_text() -> None:
+    """The deprecated `functions` API: calls and results carry no id, so they become text."""
+    out = to_chat_request(
+        request(
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "function_call": {"name": "get", "arguments": "{}"},
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": "get", "arguments": '{"d":1}'},
+                },
+                {"role": "function", "name": "get", "content": "sunny"},
+                {
+                    "role": "function",
+                    "name": "get",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+            ]
+        ),
+        "id",
+    )
+    said = [(chat_pb2.Role.Name(m.role), [p.text for p in m.content]) for m in out.messages]
+    assert said == [
+        ("ROLE_USER", ["weather?"]),
+        ("ROLE_ASSISTANT", ["Checking.\n\nCalled function get with arguments {}"]),
+        ("ROLE_ASSISTANT", ['Called function get with arguments {"d":1}']),
+        ("ROLE_USER", ["Result of function get:\nsunny"]),
+        ("ROLE_USER", ["Result of function get:\na\nb"]),
+    ]
+    assert all(not m.tool_calls and not m.tool_call_id for m in out.messages)
