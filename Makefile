@@ -15,7 +15,7 @@ UPLOT_VERSION := 1.6.32
 UPLOT_DIR     := .cache/vendor/uplot-$(UPLOT_VERSION)/node_modules/uplot
 VENDOR_DIR    := facade/admin/static/vendor
 
-.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench bench-capacity load fuzz clean deploy-check image-check
+.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench bench-capacity load fuzz mutate clean deploy-check image-check
 
 all: test
 
@@ -98,6 +98,12 @@ load: install
 fuzz: install
 	CURSORGATE_FUZZ_EXAMPLES=$${CURSORGATE_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
 
+# Mutation testing of the modules that decide outcomes (tests/mutate.py, mutmut): the score per
+# module and the surviving mutants; fails under 90%. MUTATE_ARGS: module paths, --changed REF
+# (only what differs from REF), --survivors (re-test only last run's survivors).
+mutate: install
+	$(BIN)/python -m tests.mutate $(MUTATE_ARGS)
+
 # Gateway vs the simulator reached directly, per dialect and API surface (bench/matrix.py).
 bench: install
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
@@ -131,4 +137,4 @@ image-check:
 	deploy/image-check.sh
 
 clean:
-	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf gen .venv .pytest_cache .mypy_cache .ruff_cache mutants

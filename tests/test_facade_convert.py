@@ -16,9 +16,8 @@ from pydantic import ValidationError
 from cursorgate.v1 import chat_pb2, errors_pb2, models_pb2
 from facade.config import FacadeSettings
 from facade.core_client import call_metadata, request_id_from
-from facade.errors import ERROR_TABLE, error_info_from_metadata, from_error_info, param_from_loc
+from facade.errors import ERROR_TABLE, OpenAIError, error_info_from_metadata, from_error_info, param_from_loc
 from facade.openai_chat.convert import (
-    REASONING_EFFORTS,
     ChunkStream,
     model_list,
     new_completion_id,
@@ -26,6 +25,9 @@ from facade.openai_chat.convert import (
     to_completion,
 )
 from facade.openai_chat.schemas import INT32_MAX, ChatCompletionRequest
+from facade.openai_responses.convert import input_items
+from facade.openai_responses.convert import to_chat_request as responses_request
+from facade.openai_responses.protocol import CreateResponseRequest
 
 ErrorCode = errors_pb2.ErrorCode
 
@@ -124,10 +126,27 @@ def test_sampling_options() -> None:
     assert list(both.sampling.stop) == ["a", "b"]
 
 
-@pytest.mark.parametrize("effort", list(REASONING_EFFORTS))
-def test_reasoning_effort(effort: str) -> None:
+# OpenAI's documented reasoning_effort values and the core enum each must become, written out: a
+# value dropped from the converter's table fails here instead of vanishing from the test.
+EFFORTS = [
+    ("none", "REASONING_EFFORT_NONE"),
+    ("minimal", "REASONING_EFFORT_MINIMAL"),
+    ("low", "REASONING_EFFORT_LOW"),
+    ("medium", "REASONING_EFFORT_MEDIUM"),
+    ("high", "REASONING_EFFORT_HIGH"),
+    ("xhigh", "REASONING_EFFORT_XHIGH"),
+]
+
+
+@pytest.mark.parametrize(("effort", "expected"), EFFORTS)
+def test_reasoning_effort(effort: str, expected: str) -> None:
     out = to_chat_request(request(reasoning_effort=effort), "id")
-    assert chat_pb2.ReasoningEffort.Name(out.reasoning_effort) == f"REASONING_EFFORT_{effort.upper()}"
+    assert chat_pb2.ReasoningEffort.Name(out.reasoning_effort) == expected
+
+
+def test_no_reasoning_effort_stays_unspecified() -> None:
+    out = to_chat_request(request(), "id")
+    assert chat_pb2.ReasoningEffort.Name(out.reasoning_effort) == "REASONING_EFFORT_UNSPECIFIED"
 
 
 @pytest.mark.parametrize(
@@ -224,7 +243,7 @@ requests = st.fixed_dictionaries(
         "stop": texts | st.lists(texts, max_size=4),
         "seed": st.integers(-(2**63), 2**63 - 1),
         "presence_penalty": st.floats(-2, 2, allow_nan=False),
-        "reasoning_effort": st.sampled_from(list(REASONING_EFFORTS)),
+        "reasoning_effort": st.sampled_from([effort for effort, _ in EFFORTS]),
         "user": texts,
         "n": st.just(1),
     },
@@ -593,3 +612,135 @@ def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert configured.core_target == "core.internal:7000"
     assert configured.cors_origins == ["https://a.test", "https://b.test"]
     assert configured.log_level == "debug"
+
+
+def test_responses_with_no_input_name_the_input_field() -> None:
+    """Found by the fuzz suite once it checked statuses: `input: []` was refused naming
+    `messages`, core's field, which the Responses API does not have."""
+    body = CreateResponseRequest.model_validate({"model": "m", "input": []})
+    with pytest.raises(OpenAIError) as caught:
+        responses_request(body, input_items(body), "resp_1")
+    assert (caught.value.status, caught.value.param) == (400, "input")
+    assert caught.value.message == "'input' must contain at least one item."
+
+
+# --- ChunkStream's per-token path, byte for byte (issue 16: only tested end to end before) ---
+
+
+def chunk_bytes(delta: str, finish: str = "null", usage: str = "") -> bytes:
+    """One chat.completion.chunk frame as OpenAI spells it, written out."""
+    return (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m",'
+        b'"choices":[{"index":0,"delta":'
+        + delta.encode()
+        + b',"logprobs":null,"finish_reason":'
+        + finish.encode()
+        + b"}]"
+        + usage.encode()
+        + b"}\n\n"
+    )
+
+
+def test_chunk_stream_text_frames_are_exact() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    assert chunks.start(ev(text=chat_pb2.TextDelta(text="Hi"))) == chunk_bytes(
+        '{"role":"assistant","content":""}'
+    )
+    assert chunks.text("Hi") == chunk_bytes('{"content":"Hi"}')
+    assert chunks.text('say "x"\n') == chunk_bytes('{"content":"say \\"x\\"\\n"}')
+    assert chunks.event(ev(text=chat_pb2.TextDelta(text="!"))) == chunk_bytes('{"content":"!"}')
+    stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+    assert chunks.event(stop) == chunk_bytes("{}", finish='"stop"')
+    assert chunks.end() == b"data: [DONE]\n\n"
+
+
+def test_chunk_stream_with_usage_marks_every_chunk() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=True, created=7)
+    assert chunks.text("a") == chunk_bytes('{"content":"a"}', usage=',"usage":null')
+    usage = ev(usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))
+    assert chunks.event(usage) == b""  # held until the finish
+    finish = chunks.event(ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_LENGTH)))
+    assert finish.startswith(chunk_bytes("{}", finish='"length"', usage=',"usage":null'))
+    assert b'"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3' in finish
+    # A usage report after the finish goes out at once.
+    assert b'"choices":[]' in chunks.event(usage)
+
+
+def test_chunk_stream_first_chunk_before_a_tool_call_has_null_content() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    call = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f", arguments=""))
+    assert chunks.start(call) == chunk_bytes('{"role":"assistant","content":null}')
+    assert chunks.event(call) == chunk_bytes(
+        '{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}'
+    )
+    more = ev(tool_call=chat_pb2.ToolCallDelta(index=0, arguments='{"a":1}'))
+    assert chunks.event(more) == chunk_bytes(
+        '{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":1}"}}]}'
+    )
+    done = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS))
+    assert chunks.event(done) == chunk_bytes("{}", finish='"tool_calls"')
+
+
+def test_chunk_stream_reasoning_as_fields_or_inline_think() -> None:
+    plain = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    thought = ev(reasoning=chat_pb2.ReasoningDelta(text="hm"))
+    assert plain.event(thought) == chunk_bytes('{"reasoning_content":"hm","reasoning":"hm"}')
+    inline = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7, inline_think=True)
+    assert inline.event(thought) == chunk_bytes('{"content":"<think>hm"}')
+    assert inline.event(ev(reasoning=chat_pb2.ReasoningDelta(text="m"))) == chunk_bytes('{"content":"m"}')
+    assert inline.text("ok") == chunk_bytes('{"content":"</think>\\n\\nok"}')
+    assert inline.text("!") == chunk_bytes('{"content":"!"}')
+    # A think still open when a tool call or the finish comes is closed first.
+    inline.event(thought)
+    stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+    assert inline.event(stop) == chunk_bytes('{"content":"</think>\\n\\n"}') + chunk_bytes(
+        "{}", finish='"stop"'
+    )
+
+
+def test_chunk_stream_legacy_function_call() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7, legacy_functions=True)
+    first = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="call_1", name="f", arguments=""))
+    assert chunks.event(first) == chunk_bytes('{"function_call":{"name":"f","arguments":""}}')
+    args = ev(tool_call=chat_pb2.ToolCallDelta(index=0, arguments="{}"))
+    assert chunks.event(args) == chunk_bytes('{"function_call":{"arguments":"{}"}}')
+    assert chunks.event(ev(tool_call=chat_pb2.ToolCallDelta(index=1, name="g"))) == b""
+    done = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_TOOL_CALLS))
+    assert chunks.event(done) == chunk_bytes("{}", finish='"function_call"')
+
+
+def test_legacy_function_messages_travel_as_text() -> None:
+    """The deprecated `functions` API: calls and results carry no id, so they become text."""
+    out = to_chat_request(
+        request(
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "function_call": {"name": "get", "arguments": "{}"},
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": "get", "arguments": '{"d":1}'},
+                },
+                {"role": "function", "name": "get", "content": "sunny"},
+                {
+                    "role": "function",
+                    "name": "get",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+            ]
+        ),
+        "id",
+    )
+    said = [(chat_pb2.Role.Name(m.role), [p.text for p in m.content]) for m in out.messages]
+    assert said == [
+        ("ROLE_USER", ["weather?"]),
+        ("ROLE_ASSISTANT", ["Checking.\n\nCalled function get with arguments {}"]),
+        ("ROLE_ASSISTANT", ['Called function get with arguments {"d":1}']),
+        ("ROLE_USER", ["Result of function get:\nsunny"]),
+        ("ROLE_USER", ["Result of function get:\na\nb"]),
+    ]
+    assert all(not m.tool_calls and not m.tool_call_id for m in out.messages)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import requests
 import schemathesis
@@ -83,6 +84,20 @@ def api(fuzzed: Stack) -> schemathesis.BaseSchema:
 
 
 @pytest.fixture(scope="module")
+def openapi(fuzzed: Stack) -> dict[str, Any]:
+    document: dict[str, Any] = httpx.get(f"{fuzzed.root_url}/openapi.json", timeout=HANG_SECONDS).json()
+    return document
+
+
+def schema_valid(document: dict[str, Any], case: Case[Any]) -> bool:
+    """Whether the body sent is valid against the published request schema. A negative case may
+    break only what this test then overrides (the key header), so its body can be a valid one."""
+    escaped = case.path.replace("~", "~0").replace("/", "~1")
+    pointer = f"#/paths/{escaped}/{case.method.lower()}/requestBody/content/application~1json/schema"
+    return bool(jsonschema.Draft202012Validator({**document, "$ref": pointer}).is_valid(case.body))
+
+
+@pytest.fixture(scope="module")
 def session() -> Iterator[requests.Session]:
     with requests.Session() as http:
         yield http
@@ -103,6 +118,10 @@ def defang(value: Any) -> Any:
     return value
 
 
+def describe(case: Case[Any]) -> str:
+    return f"{case.method} {case.formatted_path} body={json.dumps(case.body, default=str)[:800]}"
+
+
 def check(
     stack: Stack, session: requests.Session, case: Case[Any], *, anthropic: bool = False
 ) -> schemathesis.Response:
@@ -115,7 +134,7 @@ def check(
     }
     response = case.call(base_url=stack.root_url, session=session, headers=headers, timeout=HANG_SECONDS)
     elapsed = time.monotonic() - started
-    where = f"{case.method} {case.formatted_path} body={json.dumps(case.body, default=str)[:800]}"
+    where = describe(case)
     assert elapsed < HANG_SECONDS, f"{elapsed:.1f} s for {where}"
     # Anthropic's "overloaded" is 529; nothing here should be short of capacity either.
     assert response.status_code < 500, f"{response.status_code} {response.text[:400]} for {where}"
@@ -147,6 +166,82 @@ def check(
     return response
 
 
+def error_of(response: schemathesis.Response, anthropic: bool) -> tuple[str, str]:
+    """(type, param) of an error answer; Anthropic's shape has no param."""
+    body = response.json()
+    if anthropic:
+        return body["error"]["type"], ""
+    return body["error"]["type"], body["error"]["param"] or ""
+
+
+def refused_field(case: Case[Any], param: str) -> bool:
+    """A 400 for a schema-valid body is only right when it names a field the body has: the rules
+    a schema cannot say (a tool_choice naming an undeclared tool, an image that does not decode)."""
+    top = param.replace("[", ".").split(".")[0]
+    if not isinstance(case.body, dict):
+        return False
+    # KNOWN GAP (to fix): legacy `functions` are checked as `tools`, and the error names
+    # `tools[i].function...` although the caller sent `functions`.
+    if top == "tools" and "functions" in case.body and "tools" not in case.body:
+        return True
+    return top in case.body
+
+
+# The one 400 without a field: values JSON can spell that the gateway cannot carry or store
+# (integers beyond 64 bits, unpaired surrogates in fields it echoes), refused for the whole body.
+BODY_REFUSAL = "Invalid request body"
+
+
+def expect_refused(response: schemathesis.Response, where: str, *, anthropic: bool = False) -> None:
+    """A body that breaks the schema: exactly 400, an invalid-request error, whatever the model."""
+    assert response.status_code == 400, f"{response.status_code} {response.text[:300]} for {where}"
+    assert error_of(response, anthropic)[0] == "invalid_request_error", response.text[:300]
+
+
+def expect_negative(
+    response: schemathesis.Response,
+    case: Case[Any],
+    model: str | None,
+    document: dict[str, Any],
+    *,
+    anthropic: bool = False,
+) -> None:
+    """A negative case: refused when the body sent breaks the published schema, else judged as a
+    valid request (schemathesis may have broken only a part this test overrides)."""
+    if schema_valid(document, case):
+        expect_served(response, case, model, describe(case), anthropic=anthropic)
+    else:
+        expect_refused(response, describe(case), anthropic=anthropic)
+
+
+def expect_served(
+    response: schemathesis.Response,
+    case: Case[Any],
+    model: str | None,
+    where: str,
+    *,
+    anthropic: bool = False,
+) -> None:
+    """A body the schema accepts. With a model the simulator serves: 200, or a 400 that names a
+    field of the body. With a generated model name: that model is unknown, a 404 model_not_found
+    (or the same named 400 when another field is refused first)."""
+    status = response.status_code
+    if status == 400:
+        kind, param = error_of(response, anthropic)
+        assert kind == "invalid_request_error", response.text[:300]
+        if not anthropic and not response.json()["error"]["message"].startswith(BODY_REFUSAL):
+            assert refused_field(case, param), (
+                f"400 naming no field of the body: {response.text[:300]} for {where}"
+            )
+        return
+    if model is not None:
+        assert status == 200, f"{status} {response.text[:300]} for {where}"
+    else:
+        assert status == 404, f"{status} {response.text[:300]} for {where}"
+        kind, _ = error_of(response, anthropic)
+        assert kind == ("not_found_error" if anthropic else "invalid_request_error"), response.text[:300]
+
+
 def shape_chat(case: Case[Any], model: str | None, stream: bool | None) -> Case[Any]:
     case.body = defang(case.body)
     if isinstance(case.body, dict):
@@ -166,19 +261,22 @@ def test_chat_positive(
     @FUZZ_SETTINGS
     @given(case=strategy, model=st.sampled_from([None, *MODELS]))
     def run(case: Case[Any], model: str | None) -> None:
-        check(fuzzed, session, shape_chat(case, model, stream))
+        response = check(fuzzed, session, shape_chat(case, model, stream))
+        expect_served(response, case, model, describe(case))
 
     run()
 
 
-def test_chat_negative(fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session) -> None:
+def test_chat_negative(
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, openapi: dict[str, Any]
+) -> None:
     strategy = operation(api, "POST", CHAT).as_strategy(generation_mode=GenerationMode.NEGATIVE)
 
     @FUZZ_SETTINGS
     @given(case=strategy, model=st.sampled_from([None, *MODELS]), stream=st.sampled_from([None, True]))
     def run(case: Case[Any], model: str | None, stream: bool | None) -> None:
         response = check(fuzzed, session, shape_chat(case, model, stream))
-        assert response.status_code != 200 or isinstance(case.body, dict)
+        expect_negative(response, case, model, openapi)
 
     run()
 
@@ -246,14 +344,22 @@ def test_chat_hostile_values(fuzzed: Stack, place: tuple[str | int, ...], value:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_responses(
-    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, mode: GenerationMode
+    fuzzed: Stack,
+    api: schemathesis.BaseSchema,
+    session: requests.Session,
+    mode: GenerationMode,
+    openapi: dict[str, Any],
 ) -> None:
     strategy = operation(api, "POST", RESPONSES).as_strategy(generation_mode=mode)
 
     @FUZZ_SETTINGS
     @given(case=strategy, model=st.sampled_from([None, *MODELS]), stream=st.sampled_from([None, True]))
     def run(case: Case[Any], model: str | None, stream: bool | None) -> None:
-        check(fuzzed, session, shape_chat(case, model, stream))
+        response = check(fuzzed, session, shape_chat(case, model, stream))
+        if mode is GenerationMode.NEGATIVE:
+            expect_negative(response, case, model, openapi)
+        else:
+            expect_served(response, case, model, describe(case))
 
     run()
 
@@ -303,13 +409,14 @@ def test_legacy_completions_positive(
     @settings(FUZZ_SETTINGS, max_examples=max(5, EXAMPLES // 2))
     @given(case=strategy, model=st.sampled_from([None, *MODELS]))
     def run(case: Case[Any], model: str | None) -> None:
-        check(fuzzed, session, shape_chat(case, model, stream))
+        response = check(fuzzed, session, shape_chat(case, model, stream))
+        expect_served(response, case, model, describe(case))
 
     run()
 
 
 def test_legacy_completions_negative(
-    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, openapi: dict[str, Any]
 ) -> None:
     strategy = operation(api, "POST", COMPLETIONS).as_strategy(generation_mode=GenerationMode.NEGATIVE)
 
@@ -317,7 +424,7 @@ def test_legacy_completions_negative(
     @given(case=strategy, model=st.sampled_from([None, *MODELS]))
     def run(case: Case[Any], model: str | None) -> None:
         response = check(fuzzed, session, shape_chat(case, model, None))
-        assert response.status_code != 200 or isinstance(case.body, dict)
+        expect_negative(response, case, model, openapi)
 
     run()
 
@@ -336,14 +443,15 @@ def test_anthropic_positive(
     @FUZZ_SETTINGS
     @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
     def run(case: Case[Any], model: str | None) -> None:
-        check(fuzzed, session, shape_chat(case, model, stream), anthropic=True)
+        response = check(fuzzed, session, shape_chat(case, model, stream), anthropic=True)
+        expect_served(response, case, model, describe(case), anthropic=True)
 
     run()
 
 
 @pytest.mark.parametrize("path", [MESSAGES, COUNT_TOKENS])
 def test_anthropic_negative(
-    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str
+    fuzzed: Stack, api: schemathesis.BaseSchema, session: requests.Session, path: str, openapi: dict[str, Any]
 ) -> None:
     strategy = operation(api, "POST", path).as_strategy(generation_mode=GenerationMode.NEGATIVE)
 
@@ -351,7 +459,7 @@ def test_anthropic_negative(
     @given(case=strategy, model=st.sampled_from([None, *ANTHROPIC_MODELS]))
     def run(case: Case[Any], model: str | None) -> None:
         response = check(fuzzed, session, shape_chat(case, model, None), anthropic=True)
-        assert response.status_code != 200 or isinstance(case.body, dict)
+        expect_negative(response, case, model, openapi, anthropic=True)
 
     run()
 

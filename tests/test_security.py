@@ -211,9 +211,20 @@ def test_decompression_bomb_image_is_400(audited: tuple[Stack, Path]) -> None:
         + chunk(b"IEND", b"")
     )
     url = "data:image/png;base64," + base64.b64encode(png).decode()
-    content = [{"type": "image_url", "image_url": {"url": url}}]
+    content = [{"type": "text", "text": "what is it?"}, {"type": "image_url", "image_url": {"url": url}}]
+    asked_before = len(stack.chat_requests())
     response = chat(stack, "", messages=[{"role": "user", "content": content}])
     assert response.status_code == 400, response.text
+    # The caller learns which part was refused and why, in OpenAI's shape; nothing reached Cursor.
+    assert response.json() == {
+        "error": {
+            "message": "The image could not be decoded.",
+            "type": "invalid_request_error",
+            "param": "messages[0].content[1].image_url",
+            "code": None,
+        }
+    }
+    assert len(stack.chat_requests()) == asked_before
 
 
 # --- secrets in logs and answers ----------------------------------------------------------

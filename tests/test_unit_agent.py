@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
+import pytest
 from google.protobuf import struct_pb2
 
 from agent.v1 import agent_pb2 as agent
@@ -358,3 +360,228 @@ def test_discovered_agent_host_applies_to_cursors_own_upstream_only() -> None:
     other = UpstreamContext.create(CoreSettings(upstream_url="http://127.0.0.1:9"))
     other.discovered_agent_url = "https://agent.simulator.invalid"
     assert other.agent_url == "http://127.0.0.1:9"
+
+
+# --- where a call's name and id come from (the two sources differ) ------------------------------
+
+
+def exec_mcp(args: agent.McpArgs, n: int = 1) -> agent.AgentServerMessage:
+    return agent.AgentServerMessage(exec_server_message=agent.ExecServerMessage(id=n, mcp_args=args))
+
+
+def partial(args: agent.McpArgs, envelope_id: str | None = None) -> agent.AgentServerMessage:
+    call = agent.ToolCall(mcp_tool_call=agent.McpToolCall(args=args))
+    if envelope_id is not None:
+        call.tool_call_id = envelope_id
+    update = agent.PartialToolCallUpdate(call_id="ignored", tool_call=call)
+    return agent.AgentServerMessage(interaction_update=agent.InteractionUpdate(partial_tool_call=update))
+
+
+def test_exec_prefers_the_declared_tool_name_over_the_display_name() -> None:
+    ex = exchange(["get_weather"])
+    args = agent.McpArgs(name="pi-agent-get_weather", tool_name="get_weather", tool_call_id="toolu_1")
+    (event,) = ex.feed(exec_mcp(args))
+    assert (event.tool_call.id, event.tool_call.name, event.tool_call.arguments) == (
+        "toolu_1",
+        "get_weather",
+        "{}",
+    )
+
+
+def test_exec_falls_back_to_name_when_tool_name_is_empty() -> None:
+    ex = exchange(["get_weather"])
+    (event,) = ex.feed(exec_mcp(agent.McpArgs(name="get_weather", tool_call_id="toolu_1")))
+    assert (event.tool_call.id, event.tool_call.name) == ("toolu_1", "get_weather")
+
+
+def test_exec_without_a_call_id_gets_a_toolu_id() -> None:
+    ex = exchange(["f"])
+    (event,) = ex.feed(exec_mcp(agent.McpArgs(tool_name="f")))
+    assert event.tool_call.id.startswith("toolu_") and len(event.tool_call.id) == len("toolu_") + 16
+    assert event.tool_call.name == "f"
+
+
+def test_exec_of_a_display_name_alone_is_not_found() -> None:
+    """`name` is only the fallback: a declared tool reached through tool_name is not found by name."""
+    ex = exchange(["get_weather"])
+    assert ex.feed(exec_mcp(agent.McpArgs(name="get_weather", tool_name="other", tool_call_id="t"))) == []
+    (reply,) = ex.outbox
+    assert reply.exec_client_message.mcp_result.tool_not_found.name == "other"
+
+
+def test_progress_takes_the_id_and_name_from_the_args_first() -> None:
+    ex = exchange(["get_weather"])
+    args = agent.McpArgs(name="display", tool_name="get_weather", tool_call_id="toolu_a")
+    (event,) = ex.feed(partial(args, envelope_id="toolu_envelope"))
+    assert (event.tool_call.index, event.tool_call.id, event.tool_call.name) == (0, "toolu_a", "get_weather")
+    assert ex.feed(partial(args, envelope_id="toolu_envelope")) == []  # announced once
+
+
+def test_progress_falls_back_to_the_envelope_id_and_the_display_name() -> None:
+    ex = exchange(["get_weather"])
+    (event,) = ex.feed(partial(agent.McpArgs(name="get_weather"), envelope_id="toolu_env"))
+    assert (event.tool_call.id, event.tool_call.name) == ("toolu_env", "get_weather")
+
+
+def test_progress_without_any_id_or_for_an_undeclared_tool_says_nothing() -> None:
+    ex = exchange(["get_weather"])
+    assert ex.feed(partial(agent.McpArgs(tool_name="get_weather"))) == []
+    assert ex.feed(partial(agent.McpArgs(tool_name="rm", tool_call_id="toolu_x"))) == []
+
+
+# --- every interaction query kind and the answer it gets (agent-protocol.md §4.4), written out ---
+
+NOT_SUPPORTED_TEXT = "Not supported by this client."
+
+
+@pytest.mark.parametrize(
+    ("query", "response", "answer"),
+    [
+        ("web_search_request_query", "web_search_request_response", "approved"),
+        ("ask_question_interaction_query", "ask_question_interaction_response", "question rejected"),
+        ("switch_mode_request_query", "switch_mode_request_response", "rejected"),
+        ("exa_search_request_query", "exa_search_request_response", "approved"),
+        ("exa_fetch_request_query", "exa_fetch_request_response", "approved"),
+        ("create_plan_request_query", "create_plan_request_response", "plan error"),
+        ("setup_vm_environment_args", "setup_vm_environment_result", "vm success"),
+        ("web_fetch_request_query", "web_fetch_request_response", "approved"),
+    ],
+)
+def test_each_interaction_query_kind(query: str, response: str, answer: str) -> None:
+    ex = exchange()
+    asked = agent.InteractionQuery(id=7)
+    getattr(asked, query).SetInParent()
+    assert ex.feed(agent.AgentServerMessage(interaction_query=asked)) == []
+    (reply,) = ex.outbox
+    got = reply.interaction_response
+    assert got.id == 7 and got.WhichOneof("result") == response
+    target = getattr(got, response)
+    if answer == "approved":
+        assert target.WhichOneof("result") == "approved"
+    elif answer == "rejected":
+        assert target.rejected.reason == NOT_SUPPORTED_TEXT
+    elif answer == "question rejected":
+        assert target.result.rejected.reason == NOT_SUPPORTED_TEXT
+    elif answer == "plan error":
+        assert target.result.error.error == NOT_SUPPORTED_TEXT
+    else:
+        assert target.WhichOneof("result") == "success"
+
+
+def test_turn_ended_counts_every_token_kind() -> None:
+    ended = agent.TurnEndedUpdate(
+        input_tokens=1000, output_tokens=50, cache_read_tokens=600, cache_write_tokens=9, reasoning_tokens=30
+    )
+    (event,) = exchange().feed(
+        agent.AgentServerMessage(interaction_update=agent.InteractionUpdate(turn_ended=ended))
+    )
+    usage = event.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1000, 50, 1050)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens, usage.reasoning_tokens) == (600, 9, 30)
+    assert usage.estimated is False
+
+
+def test_finish_logs_what_was_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    ex = exchange()
+    ex.feed(server(b""))
+    ex.feed(server(b""))
+    with caplog.at_level("INFO"):
+        assert ex.finish() == []
+    assert "agent run: skipped unknown messages {'server:empty': 2}" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_finish_logs_nothing_when_nothing_was_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        assert exchange().finish() == []
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
+# --- exec requests answered without running anything, field by field ---
+
+
+def exec_of(n: int, **kind: Any) -> agent.AgentServerMessage:
+    return agent.AgentServerMessage(
+        exec_server_message=agent.ExecServerMessage(id=n, exec_id=f"e{n}", **kind)
+    )
+
+
+def test_request_context_in_full() -> None:
+    ex = exchange(["get_weather"])
+    ex.feed(exec_of(1, request_context_args=agent.RequestContextArgs()))
+    (reply,) = ex.outbox
+    context = reply.exec_client_message.request_context_result.success.request_context
+    assert [t.name for t in context.tools] == ["get_weather"]
+    assert context.HasField("web_search_enabled") and context.web_search_enabled is False
+    assert context.env.time_zone == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "listed"),
+    [([], True), (["pi-agent"], True), (["other", "pi-agent"], True), (["other"], False)],
+)
+def test_mcp_state_lists_the_callers_tools_as_one_server(wanted: list[str], listed: bool) -> None:
+    ex = exchange(["get_weather", "get_time"])
+    ex.feed(exec_of(2, mcp_state_exec_args=agent.McpStateExecArgs(server_identifiers=wanted)))
+    (reply,) = ex.outbox
+    result = reply.exec_client_message
+    assert (result.id, result.exec_id) == (2, "e2")
+    assert result.mcp_state_exec_result.WhichOneof("result") == "success"
+    servers = result.mcp_state_exec_result.success.servers
+    if not listed:
+        assert list(servers) == []
+        return
+    (server_,) = servers
+    assert (server_.server_name, server_.server_identifier, server_.status) == (
+        "pi-agent",
+        "pi-agent",
+        "connected",
+    )
+    assert [t.name for t in server_.tools] == ["get_weather", "get_time"]
+
+
+@pytest.mark.parametrize(
+    ("args", "result"),
+    [
+        ("shell_allowlist_precheck_args", "shell_allowlist_precheck_result"),
+        ("mcp_allowlist_precheck_args", "mcp_allowlist_precheck_result"),
+        ("web_fetch_allowlist_precheck_args", "web_fetch_allowlist_precheck_result"),
+    ],
+)
+def test_allowlist_prechecks_answer_allowlisted(args: str, result: str) -> None:
+    ex = exchange()
+    message = agent.ExecServerMessage(id=3, exec_id="e3")
+    getattr(message, args).SetInParent()
+    assert ex.feed(agent.AgentServerMessage(exec_server_message=message)) == []
+    (reply,) = ex.outbox
+    answer = reply.exec_client_message
+    assert (answer.id, answer.exec_id) == (3, "e3")
+    assert answer.WhichOneof("message") == result
+    assert getattr(answer, result).allowlisted is True
+
+
+def test_shell_rejection_carries_command_directory_and_reason() -> None:
+    ex = exchange()
+    ex.feed(exec_of(4, shell_args=agent.ShellArgs(command="make", working_directory="/src")))
+    (reply,) = ex.outbox
+    rejected = reply.exec_client_message.shell_result.rejected
+    assert (rejected.command, rejected.working_directory) == ("make", "/src")
+    assert rejected.reason == (
+        "This tool is not available: the client runs no code and has no workspace. "
+        "Use one of the client's own tools, or answer in text."
+    )
+
+
+def test_announced_calls_are_numbered_in_order_with_their_names() -> None:
+    ex = exchange(["a", "b"])
+    first = ex.feed(partial(agent.McpArgs(tool_name="a", tool_call_id="t1")))
+    second = ex.feed(partial(agent.McpArgs(tool_name="b", tool_call_id="t2")))
+    assert [(e.tool_call.index, e.tool_call.id, e.tool_call.name) for e in first + second] == [
+        (0, "t1", "a"),
+        (1, "t2", "b"),
+    ]
+    # The exec that follows an announced call carries its index and no second id or name.
+    args = agent.McpArgs(tool_name="b", tool_call_id="t2")
+    (event,) = ex.feed(exec_mcp(args, n=9))
+    assert (event.tool_call.index, event.tool_call.id, event.tool_call.name) == (1, "", "")

@@ -215,3 +215,61 @@ def test_cursors_max_mode_required_error_tells_what_to_do() -> None:
     assert err.code == Code.ERROR_CODE_MAX_MODE_REQUIRED
     assert not err.retryable and err.param == "model"
     assert "'-max'" in err.message and '"max_mode": true' in err.message
+
+
+def test_max_mode_messages_in_full() -> None:
+    models = {
+        "only-max": ModelInfo("only-max", supports_max_mode=True, max_mode_only=True),
+        "no-max": ModelInfo("no-max", supports_max_mode=False),
+    }
+    r = resolver(models)
+    with pytest.raises(GatewayError) as caught:
+        r.check_max_mode(r.resolve("only-max"), "only-max", max_mode=False)
+    assert caught.value.message == (
+        "The model 'only-max' is served only in Cursor's Max mode: ask for 'only-max-max' "
+        'instead, or add "max_mode": true to the request body.'
+    )
+    with pytest.raises(GatewayError) as caught:
+        r.check_max_mode(r.resolve("no-max-max"), "no-max", max_mode=True)
+    assert (
+        caught.value.message
+        == "The model 'no-max' is not offered in Max mode: drop the '-max' suffix or max_mode."
+    )
+    assert caught.value.param == "model"
+
+
+NOW_FAR = 4_000_000_000.0  # a cool-down that lasts past any test run
+
+
+@pytest.mark.parametrize(
+    ("accounts", "offer"),
+    [
+        ([], Offer.NONE),
+        ([Account(id="a", token="t", models={"m": ModelInfo("m")})], Offer.READY),
+        ([Account(id="a", token="t", models={"m": ModelInfo("m")}, cooldown_until=NOW_FAR)], Offer.COOLING),
+        ([Account(id="a", token="t", models={"other": ModelInfo("other")})], Offer.NONE),
+        ([Account(id="a", token="t", models=None)], Offer.UNKNOWN),
+        ([Account(id="a", token="t", models=None, cooldown_until=NOW_FAR)], Offer.NONE),
+        ([Account(id="a", token="t", models={"m": ModelInfo("m")}, enabled=False)], Offer.NONE),
+        ([Account(id="a", token="t", models=None, enabled=False)], Offer.NONE),
+        # The best offer wins, whatever comes first: a disabled or non-offering account is skipped.
+        (
+            [
+                Account(id="off", token="t", models={"m": ModelInfo("m")}, enabled=False),
+                Account(id="other", token="t", models={"x": ModelInfo("x")}),
+                Account(id="cool", token="t", models={"m": ModelInfo("m")}, cooldown_until=NOW_FAR),
+                Account(id="a", token="t", models={"m": ModelInfo("m")}),
+            ],
+            Offer.READY,
+        ),
+        (
+            [
+                Account(id="cool", token="t", models={"m": ModelInfo("m")}, cooldown_until=NOW_FAR),
+                Account(id="unknown", token="t", models=None),
+            ],
+            Offer.UNKNOWN,
+        ),
+    ],
+)
+def test_how_well_the_pool_offers_a_model(accounts: list[Account], offer: Offer) -> None:
+    assert ModelResolver(AccountPool(accounts), seed_catalog(), AliasTable()).offer("m") is offer

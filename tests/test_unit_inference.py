@@ -388,3 +388,95 @@ def test_simulated_call_parts_reassemble(streamed: bool) -> None:
     deltas = [e.tool_call for p in parts for e in ex.feed(p)]
     assert deltas[0].id == "toolu_x" and deltas[0].name == "weather"
     assert "".join(d.arguments for d in deltas) == args
+
+
+# --- the mapper's usage and closing rules, with counts written out ---
+
+
+def usage_part(**counts: int) -> inf.InferenceStreamResponse:
+    return inf.InferenceStreamResponse(usage=inf.InferenceUsageInfo(**counts))
+
+
+def extended_part(**counts: int) -> inf.InferenceStreamResponse:
+    return inf.InferenceStreamResponse(extended_usage=inf.InferenceExtendedUsageInfo(**counts))
+
+
+def reported(mapper: EventMapper) -> tuple[int, int, int, int, int, bool]:
+    (event,) = mapper.usage()
+    u = event.usage
+    return (
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.estimated,
+    )
+
+
+def test_no_usage_reported_means_no_usage_event() -> None:
+    assert EventMapper().usage() == []
+
+
+def test_basic_usage_keeps_cursors_total() -> None:
+    mapper = EventMapper()
+    mapper.feed(usage_part(prompt_tokens=10, completion_tokens=5, total_tokens=20))
+    assert reported(mapper) == (10, 5, 20, 0, 0, False)
+    assert mapper.usage() == []  # reported once
+
+
+def test_basic_usage_without_a_total_adds_up() -> None:
+    mapper = EventMapper()
+    mapper.feed(usage_part(prompt_tokens=10, completion_tokens=5))
+    assert reported(mapper) == (10, 5, 15, 0, 0, False)
+
+
+def test_extended_usage_alone() -> None:
+    mapper = EventMapper()
+    mapper.feed(extended_part(input_tokens=30, output_tokens=7, cache_read_tokens=4, cache_write_tokens=2))
+    assert reported(mapper) == (30, 7, 37, 4, 2, False)
+
+
+def test_basic_counts_win_and_extended_fills_the_zeros() -> None:
+    mapper = EventMapper()
+    mapper.feed(usage_part(prompt_tokens=12, completion_tokens=0))
+    mapper.feed(extended_part(input_tokens=30, output_tokens=7, cache_read_tokens=1))
+    assert reported(mapper) == (12, 7, 19, 1, 0, False)
+
+
+def test_finish_closes_only_what_needs_closing() -> None:
+    mapper = EventMapper()
+    mapper.feed(
+        inf.InferenceStreamResponse(
+            tool_call_part=tool_part("t1", '{"a": 1}', False, 0).invocation_response.response.tool_call_part
+        )
+    )
+    mapper.feed(
+        inf.InferenceStreamResponse(
+            tool_call_part=tool_part("t2", "", False, 1).invocation_response.response.tool_call_part
+        )
+    )
+    (closing,) = mapper.finish()
+    assert (closing.tool_call.index, closing.tool_call.arguments, closing.tool_call.id) == (1, "{}", "")
+    assert mapper.finish() == []  # both are complete now
+    late = tool_part("t2", '{"x": 1}', True, 1).invocation_response.response.tool_call_part
+    assert mapper.feed(inf.InferenceStreamResponse(tool_call_part=late)) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "failure"),
+    [
+        # The provider's code and message are read as one text, joined by a space.
+        ("update", "required", Failure.OUTDATED_CLIENT),
+        ("", "prompt too large", Failure.TOO_LARGE),
+        ("too large", "", Failure.TOO_LARGE),
+        ("", "", Failure.OTHER),
+    ],
+)
+def test_error_part_words(code: str, message: str, failure: Failure) -> None:
+    part = inf.InferenceStreamError(
+        code=code, message=message, error_type=inf.INFERENCE_STREAM_ERROR_TYPE_UNKNOWN
+    )
+    with pytest.raises(UpstreamError) as caught:
+        EventMapper().feed(inf.InferenceStreamResponse(error=part))
+    assert caught.value.failure is failure

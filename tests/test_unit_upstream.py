@@ -22,7 +22,7 @@ from core.upstream.headers import (
 )
 from core.upstream.legacy.events import EventMapper
 from core.upstream.tokens import InvalidToken, normalize_token
-from cursorgate.v1 import errors_pb2
+from cursorgate.v1 import chat_pb2, errors_pb2
 from simulator.errors import cursor_error
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzAxIn0.c2ln"
@@ -265,3 +265,70 @@ def test_event_mapper_text_and_thinking() -> None:
     )
     kinds = [e.WhichOneof("event") for e in EventMapper().feed(frame)]
     assert kinds == ["reasoning", "text"]
+
+
+def _named_call(call_name: str, tools: list[tuple[str, str]]) -> cursor.StreamUnifiedChatResponseWithTools:
+    return cursor.StreamUnifiedChatResponseWithTools(
+        client_side_tool_v2_call=tools_pb2.ClientSideToolV2Call(
+            tool=tools_pb2.CLIENT_SIDE_TOOL_V2_MCP,
+            tool_call_id="t1",
+            name=call_name,
+            raw_args="{}",
+            is_streaming=False,
+            mcp_params=tools_pb2.MCPParams(
+                tools=[tools_pb2.MCPParams.Tool(name=n, server_name=s) for n, s in tools]
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("call_name", "tools", "expected"),
+    [
+        # The MCP tool entry is the caller's declared name; the call's own name is Cursor's label.
+        ("mcp_custom_get_weather", [("get_weather", "custom")], "get_weather"),
+        ("label", [("get_weather", "")], "get_weather"),
+        ("label", [("first", "custom"), ("second", "custom")], "first"),
+        # A tool of another MCP server keeps its server in the name.
+        ("label", [("search", "github")], "mcp__github__search"),
+        # No MCP entry: the call's own name is all there is.
+        ("get_weather", [], "get_weather"),
+    ],
+)
+def test_event_mapper_tool_name_sources(call_name: str, tools: list[tuple[str, str]], expected: str) -> None:
+    first, _ = EventMapper().feed(_named_call(call_name, tools))
+    assert first.tool_call.name == expected
+
+
+def _unified(text: str = "", thinking: str | None = None) -> cursor.StreamUnifiedChatResponseWithTools:
+    response = cursor.StreamUnifiedChatResponse(text=text)
+    if thinking is not None:
+        response.thinking.text = thinking
+    return cursor.StreamUnifiedChatResponseWithTools(stream_unified_chat_response=response)
+
+
+def test_event_mapper_golden_text_frames() -> None:
+    """The hot path: a plain text frame is one text event with the frame's text."""
+    mapper = EventMapper()
+    assert mapper.feed(_unified("Hello")) == [chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text="Hello"))]
+    assert mapper.feed(_unified("")) == []
+    assert mapper.feed(_unified("hi", thinking="hmm")) == [
+        chat_pb2.ChatEvent(reasoning=chat_pb2.ReasoningDelta(text="hmm")),
+        chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text="hi")),
+    ]
+    assert mapper.feed(_unified("only text", thinking="")) == [
+        chat_pb2.ChatEvent(text=chat_pb2.TextDelta(text="only text"))
+    ]
+    assert mapper.feed(_unified("", thinking="only thought")) == [
+        chat_pb2.ChatEvent(reasoning=chat_pb2.ReasoningDelta(text="only thought"))
+    ]
+    assert mapper.feed(cursor.StreamUnifiedChatResponseWithTools()) == []
+
+
+def test_event_mapper_finish_closes_every_open_call() -> None:
+    mapper = EventMapper()
+    mapper.feed(_call("t1", '{"a": 1}', streaming=True, last=False))
+    mapper.feed(_call("t2", "", streaming=True, last=False, name="g"))
+    closing = mapper.finish_calls()
+    assert [(e.tool_call.index, e.tool_call.arguments) for e in closing] == [(0, '{"a": 1}'), (1, "{}")]
+    assert mapper.finish_calls() == []

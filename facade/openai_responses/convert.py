@@ -155,6 +155,9 @@ def to_chat_request(
         affinity_key=body.prompt_cache_key or body.user or "",
     )
     request.messages.extend(to_messages(items, body.instructions))
+    if not request.messages:
+        # Core would refuse it naming `messages`, a field this API does not have.
+        raise OpenAIError(400, "'input' must contain at least one item.", param="input")
     names: set[str] = set()
     for tool in _tools(body):
         out = request.tools.add(name=tool.name, description=tool.description or "", strict=bool(tool.strict))
