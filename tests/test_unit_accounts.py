@@ -195,3 +195,130 @@ def test_membership() -> None:
     assert pool.remove("a") is a and pool.remove("a") is None
     assert [x.id for x in pool.all()] == ["b"]
     assert AccountPool().all() == []
+
+
+# --- replicas, plan usage and affinity (core/accounts.py), expectations written out -------------
+
+
+def test_a_peer_enabling_an_account_uses_it_again_afresh() -> None:
+    account = Account(id="a", token="t", enabled=False, disabled_reason="Disabled by the admin.")
+    account.cooldown_until = 10**10
+    pool = AccountPool([account])
+    assert pool.enable_from_peer("a") is True
+    assert account.enabled and account.disabled_reason == "" and account.cooldown_until == 0.0
+    assert pool.enable_from_peer("a") is False  # already enabled: nothing to do
+    assert pool.enable_from_peer("unknown") is False
+
+
+def test_an_admin_toggle_is_told_to_the_other_replicas_with_its_kind() -> None:
+    told: list[tuple[str, str, str]] = []
+    account = Account(id="a", token="t")
+    pool = AccountPool([account])
+    pool.admin_toggled(account)  # nobody listens: nothing happens, nothing fails
+    pool.on_shared_change = lambda acc, kind, reason: told.append((acc.id, kind, reason))
+    account.enabled, account.disabled_reason = False, "Disabled by the admin."
+    pool.admin_toggled(account)
+    account.enabled, account.disabled_reason = True, ""
+    pool.admin_toggled(account)
+    assert told == [("a", "disable", "Disabled by the admin."), ("a", "enable", "")]
+
+
+def plan_usage(**plan: object) -> dict[str, object]:
+    return {"usage": {"planUsage": plan}}
+
+
+@pytest.mark.parametrize(
+    ("plan", "credit", "percent"),
+    [
+        ({"limit": 2000, "totalSpend": 500}, 1500.0, 25.0),
+        ({"limit": "2000", "totalSpend": "1500"}, 500.0, 75.0),  # int64 as JSON strings
+        ({"limit": 2000, "totalSpend": 2500}, 0.0, 125.0),  # over the plan: nothing left
+        ({"remaining": 321}, 321.0, None),  # no limit: Cursor's own remaining
+        ({"remaining": "-5"}, 0.0, None),
+        ({"limit": 2000, "totalSpend": 100, "remaining": 7}, 1900.0, 5.0),  # limit - spend wins
+        ({"limit": 2000, "totalSpend": 100, "totalPercentUsed": 42}, 1900.0, 42.0),
+        ({"limit": 0, "totalSpend": 0}, 0.0, None),  # no plan to divide by
+        ({"limit": True, "totalSpend": 1}, None, None),  # a bool is no number
+        ({"limit": "NaN", "totalSpend": 1}, None, None),
+        ({"limit": "inf", "totalSpend": 1}, None, None),
+        ({"limit": float("nan"), "totalSpend": 1}, None, None),
+        ({"limit": "lots", "totalSpend": 1}, None, None),
+        ({"limit": [1], "totalSpend": 1}, None, None),
+        ({}, None, None),
+    ],
+)
+def test_remaining_credit_and_plan_used_from_the_usage_answer(
+    plan: dict[str, object], credit: float | None, percent: float | None
+) -> None:
+    account = Account(id="a", token="t", details=plan_usage(**plan))
+    assert account.remaining_credit() == credit
+    assert account.plan_used_percent() == percent
+
+
+@pytest.mark.parametrize("details", [{}, {"usage": "nope"}, {"usage": {"planUsage": [1, 2]}}])
+def test_no_plan_in_the_usage_answer_means_unknown(details: dict[str, object]) -> None:
+    account = Account(id="a", token="t", details=details)
+    assert account.remaining_credit() is None and account.plan_used_percent() is None
+
+
+def test_near_limit_is_at_or_above_the_threshold_and_off_at_zero() -> None:
+    at = Account(id="at", token="t", details=plan_usage(totalPercentUsed=90))
+    under = Account(id="under", token="t", details=plan_usage(totalPercentUsed=89.9))
+    pool = AccountPool([at, under], near_limit_percent=90)
+    assert pool.near_limit(at) and not pool.near_limit(under)
+    assert not AccountPool([at], near_limit_percent=0).near_limit(at)
+    assert not AccountPool([at], near_limit_percent=-1).near_limit(at)
+
+
+def test_a_sticky_near_limit_account_yields_to_one_that_is_not() -> None:
+    near = Account(id="near", token="t", details=plan_usage(totalPercentUsed=95))
+    fresh = Account(id="fresh", token="t", last_used=10**10)
+    pool = AccountPool([near, fresh], near_limit_percent=90, affinity=True)
+    pool.remember("conv", near)
+    assert [a.id for a in pool.candidates("m", "conv")] == ["fresh", "near"]
+    # Every account near its limit: the conversation's own comes first again.
+    fresh.details = plan_usage(totalPercentUsed=99)
+    assert [a.id for a in pool.candidates("m", "conv")] == ["near", "fresh"]
+
+
+def test_affinity_off_or_without_a_key_remembers_nothing() -> None:
+    a, b = Account(id="a", token="t"), Account(id="b", token="t", last_used=10**10)
+    off = AccountPool([a, b], affinity=False)
+    off.remember("conv", b)
+    assert off.affine_account("conv") == "" and [x.id for x in off.candidates("m", "conv")] == ["a", "b"]
+    on = AccountPool([a, b], affinity=True)
+    on.remember("", b)
+    assert on.affine_account("") == ""
+    on.remember("conv", b)
+    assert on.affine_account("conv") == "b" and on.affine_account("other") == ""
+
+
+def test_affinity_forgets_the_least_recently_seen_conversation_first() -> None:
+    a, b = Account(id="a", token="t"), Account(id="b", token="t")
+    pool = AccountPool([a, b], affinity=True, affinity_entries=2)
+    pool.remember("one", a)
+    pool.remember("two", b)
+    pool.remember("one", b)  # seen again: now the most recent
+    pool.remember("three", a)  # over two entries: "two" goes
+    assert pool.affine_account("one") == "b"
+    assert pool.affine_account("two") == ""
+    assert pool.affine_account("three") == "a"
+    assert AccountPool([a], affinity=True, affinity_entries=0)._affinity_entries == 1
+
+
+def test_the_wait_counts_a_down_proxy_and_the_cooldown_whichever_is_later() -> None:
+    import time
+
+    from core.proxies import ProxyHealth
+
+    health = ProxyHealth(retry_after_s=40)
+    now = time.time()
+    cooling = Account(id="cooling", token="t", cooldown_until=now + 20, proxy="socks5://127.0.0.1:9")
+    pool = AccountPool([cooling], proxies=health)
+    assert 19 <= pool.next_available_in("m") <= 20
+    health.mark_down(cooling.proxy, "refused")
+    assert 39 <= pool.next_available_in("m") <= 40
+    assert not pool.usable(cooling, now + 30)  # cooled down by then, the proxy still down
+    assert pool.usable(cooling, now + 41)
+    cooling.enabled = False
+    assert pool.next_available_in("m") == 0.0  # disabled accounts never come back by waiting

@@ -328,7 +328,10 @@ async def test_every_account_cooling_down_is_a_rate_limit_with_the_wait() -> Non
     with pytest.raises(GatewayError) as caught:
         await collect(Router(pool, Script({}), attempts=3))
     assert errors_pb2.ErrorCode.Name(caught.value.code) == "ERROR_CODE_RATE_LIMITED"
-    assert caught.value.message == "Every Cursor account that offers this model is cooling down; retry later."
+    assert caught.value.message == (
+        "Every Cursor account that offers this model is cooling down (or behind a proxy that is down); "
+        "retry later."
+    )
     assert 18_000 < caught.value.retry_after_ms <= 20_000
 
 
@@ -387,3 +390,123 @@ async def test_renewal_on_the_last_attempt_raises_the_auth_error() -> None:
     with pytest.raises(UpstreamError) as caught:
         await collect(Router(pool, upstream, attempts=1, renewer=Renewer(result=True)))
     assert caught.value.failure is Failure.AUTH and caught.value.message == "expired"
+
+
+# --- proxies, plan limits, affinity, per-account caps (merged behaviours) -------------------------
+
+
+def plan(percent: float) -> dict[str, object]:
+    return {"usage": {"planUsage": {"totalPercentUsed": percent}}}
+
+
+async def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_a_dead_proxy_fails_over_without_penalising_its_account() -> None:
+    dead = f"socks5://127.0.0.1:{await closed_port()}"
+    a, b = accounts("a", "b")
+    a.proxy = dead
+    pool = AccountPool([a, b])
+    seen: list[Failure] = []
+    upstream = Script({"a": [[err(Failure.UNAVAILABLE)]], "b": [[text("via b")]]})
+    assert await collect(Router(pool, upstream, attempts=3, on_failure=seen.append)) == ["via b"]
+    assert [c[0] for c in upstream.calls] == ["a", "b"]
+    # The account is as it was; the proxy is down for its retry time (30 s by default).
+    assert a.enabled and a.failures == 0 and a.cooldown_until == 0.0 and a.last_error == ""
+    down = pool.proxies.down(dead)
+    assert down is not None and 25 < down.until - time.time() <= 30
+    assert seen == [Failure.UNAVAILABLE]
+    # Until then the account is not a candidate at all.
+    assert [x.id for x in pool.candidates(MODEL)] == ["b"]
+
+
+async def test_a_reachable_proxy_leaves_the_failure_to_the_account() -> None:
+    import asyncio
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        a, b = accounts("a", "b")
+        a.proxy = f"http://127.0.0.1:{port}"
+        pool = AccountPool([a, b])
+        upstream = Script({"a": [[err(Failure.UNAVAILABLE)]], "b": [[text("ok")]]})
+        assert await collect(Router(pool, upstream, attempts=3)) == ["ok"]
+        assert pool.proxies.down(a.proxy) is None
+        assert a.failures == 1 and a.last_error == "unavailable: boom"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("failure", [Failure.RATE_LIMITED, Failure.AUTH])
+async def test_only_transport_failures_can_be_the_proxys(failure: Failure) -> None:
+    dead = f"socks5://127.0.0.1:{await closed_port()}"
+    a, b = accounts("a", "b")
+    a.proxy = dead
+    pool = AccountPool([a, b])
+    upstream = Script({"a": [[err(failure)]], "b": [[text("ok")]]})
+    assert await collect(Router(pool, upstream, attempts=3)) == ["ok"]
+    assert pool.proxies.down(dead) is None and a.failures == 1
+
+
+async def test_the_only_account_behind_a_dead_proxy_is_a_wait_not_a_failure() -> None:
+    dead = f"socks5://127.0.0.1:{await closed_port()}"
+    (a,) = accounts("a")
+    a.proxy = dead
+    pool = AccountPool([a])
+    with pytest.raises(GatewayError) as caught:
+        await collect(Router(pool, Script({"a": [[err(Failure.TIMEOUT)]]}), attempts=3))
+    assert errors_pb2.ErrorCode.Name(caught.value.code) == "ERROR_CODE_RATE_LIMITED"
+    assert 25_000 < caught.value.retry_after_ms <= 30_000
+    assert a.enabled and a.failures == 0
+
+
+async def test_an_account_near_its_plan_limit_serves_only_when_no_other_can() -> None:
+    a, b = accounts("a", "b")
+    a.details = plan(95.0)
+    pool = AccountPool([a, b], near_limit_percent=90)
+    upstream = Script({"a": [[text("from a")]], "b": [[text("from b")]]})
+    assert await collect(Router(pool, upstream, attempts=3)) == ["from b"]
+    b.enabled = False
+    assert await collect(Router(pool, upstream, attempts=3)) == ["from a"]
+    assert [c[0] for c in upstream.calls] == ["b", "a"]
+
+
+async def test_a_conversation_sticks_to_its_account_even_when_another_is_idler() -> None:
+    a, b = accounts("a", "b")
+    pool = AccountPool([a, b], affinity=True)
+    upstream = Script({"a": [[text("a")]], "b": [[text("b")]]})
+    router = Router(pool, upstream, attempts=3)
+    first = chat_pb2.ChatRequest(model=MODEL, affinity_key="conv-1")
+    first.messages.add(role=chat_pb2.ROLE_USER).content.add(text="hi")
+    assert [e.text.text async for e in router.stream(first, 30.0)] == ["a"]
+    # "a" is now the last used, so without affinity "b" would serve next.
+    assert [e.text.text async for e in router.stream(first, 30.0)] == ["a"]
+    other = chat_pb2.ChatRequest(model=MODEL, affinity_key="conv-2")
+    other.messages.add(role=chat_pb2.ROLE_USER).content.add(text="hi")
+    assert [e.text.text async for e in router.stream(other, 30.0)] == ["b"]
+    assert pool.affine_account("key:conv-1") == "a" and pool.affine_account("key:conv-2") == "b"
+    assert AccountPool([a], affinity=False).affine_account("key:conv-1") == ""
+
+
+async def test_a_full_account_is_skipped_and_all_full_is_overloaded() -> None:
+    a, b = accounts("a", "b")
+    a.in_flight = 2
+    pool = AccountPool([a, b])
+    upstream = Script({"a": [[text("a")]], "b": [[text("b")]]})
+    assert await collect(Router(pool, upstream, attempts=3, max_per_account=2)) == ["b"]
+    b.in_flight = 2
+    with pytest.raises(GatewayError) as caught:
+        await collect(Router(pool, upstream, attempts=3, max_per_account=2))
+    assert errors_pb2.ErrorCode.Name(caught.value.code) == "ERROR_CODE_OVERLOADED"
+    assert caught.value.message == "The gateway is at capacity (2 streams per account); retry shortly."
+    assert caught.value.retry_after_ms == 1000
+    # No cap (0): in-flight counts never exclude an account.
+    assert await collect(Router(pool, upstream, attempts=3)) == ["a"]
