@@ -10,10 +10,10 @@ import signal
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from simulator import h2patches
 from simulator.app import create_app
 from simulator.config import SimulatorSettings
 from simulator.h2cut import ConnectionCut
-from simulator.h2late import install as drop_late_request_data
 
 
 def hypercorn_config(settings: SimulatorSettings) -> Config:
@@ -29,7 +29,7 @@ def hypercorn_config(settings: SimulatorSettings) -> Config:
 
 
 async def _main(settings: SimulatorSettings) -> None:
-    drop_late_request_data()  # before the first connection (simulator/h2late.py)
+    h2patches.install()  # before the first connection
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,7 +4,7 @@ then [DONE]) and the gateway still answers afterwards.
 Regression: on the bidi dialects (agent, inference) the streams share one HTTP/2 connection to
 Cursor, and a client that half-closes after the server has ended its response (as Cursor's own
 clients do) killed the simulator's connection: every stream on it received its text and then never
-closed, and no later call progressed (see simulator/h2late.py).
+closed, and no later call progressed (see simulator/h2patches.py).
 """
 
 from __future__ import annotations
