@@ -78,9 +78,9 @@ class Client(Protocol):
 class Direct:
     """Core's upstream client in this process: what core does, without gRPC and the facade.
 
-    One client (one upstream connection) per stream in flight, reused: concurrent agent-dialect
-    streams sharing one client's HTTP/2 connection stall at their end (found by this bench, in
-    core too; not fixed here), and the same holds for every dialect so none is favoured.
+    One client (one upstream connection) per stream in flight, reused, the same for every dialect
+    so none is favoured. It was so because concurrent agent streams on one HTTP/2 connection
+    stalled at their end; that was the simulator's server (simulator/h2patches.py), now fixed.
     """
 
     name = "direct"

@@ -10,6 +10,7 @@ import signal
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from simulator import h2patches
 from simulator.app import create_app
 from simulator.config import SimulatorSettings
 from simulator.h2cut import ConnectionCut
@@ -28,6 +29,7 @@ def hypercorn_config(settings: SimulatorSettings) -> Config:
 
 
 async def _main(settings: SimulatorSettings) -> None:
+    h2patches.install()  # before the first connection
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
