@@ -116,6 +116,24 @@ class UpstreamContext:
         result: T = stub
         return result
 
+    def connect_client(
+        self, account: Account, client: Callable[..., T], url: str, *, http2: bool, gzip_requests: bool
+    ) -> T:
+        """A generated Connect client class for `url` on the account's route, built once per
+        route and settings. Answers may always come gzipped; requests are gzipped as the client
+        profile the dialect imitates does it."""
+
+        def build(route: Route) -> T:
+            return client(
+                url,
+                http_client=route.http2 if http2 else route.http,
+                accept_compression=[self.gzip],
+                send_compression=self.gzip if gzip_requests else None,
+            )
+
+        name = getattr(client, "__qualname__", repr(client))
+        return self.stub(account, f"{name} {url} h2={http2} gzip={gzip_requests}", build)
+
     # --- identities ---
 
     def _override(self, account: Account, cli: bool) -> str | None:

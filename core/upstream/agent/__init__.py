@@ -22,7 +22,7 @@ from core.upstream.agent.events import AgentExchange
 from core.upstream.agent.request import build_run
 from core.upstream.base import DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import Route, UpstreamContext
+from core.upstream.context import UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cli_headers, ide_headers
 from core.upstream.prompt import resolve_files
@@ -43,24 +43,13 @@ class AgentDialect:
 
     def _models(self, account: Account) -> AgentServiceClient:
         # GetUsableModels lives on api2 too, HTTP/2 only (§5.1).
-        def build(route: Route) -> AgentServiceClient:
-            return AgentServiceClient(
-                self._api, http_client=route.http2, accept_compression=[self.ctx.gzip], send_compression=None
-            )
-
-        return self.ctx.stub(account, "agent.models", build)
+        return self.ctx.connect_client(
+            account, AgentServiceClient, self._api, http2=True, gzip_requests=False
+        )
 
     def _ai(self, account: Account) -> AiServiceClient:
         # AvailableModels: the IDE catalog.
-        def build(route: Route) -> AiServiceClient:
-            return AiServiceClient(
-                self._api,
-                http_client=route.http,
-                accept_compression=[self.ctx.gzip],
-                send_compression=self.ctx.gzip,
-            )
-
-        return self.ctx.stub(account, "agent.ai", build)
+        return self.ctx.connect_client(account, AiServiceClient, self._api, http2=False, gzip_requests=True)
 
     def headers(self, account: Account) -> dict[str, str]:
         return cli_headers(account.token, self.ctx.cli_identity(account))
@@ -79,13 +68,9 @@ class AgentDialect:
         # One Run client per agent host: discovery may name a new host while the process runs.
         url = self.ctx.agent_url.rstrip("/")
 
-        def build(route: Route) -> AgentServiceClient:
-            # Requests go uncompressed, as every client of the fact sheet sends them (§2.3).
-            return AgentServiceClient(
-                url, http_client=route.http2, accept_compression=[self.ctx.gzip], send_compression=None
-            )
-
-        return self.ctx.stub(account, f"agent.run {url}", build).run(messages, headers=headers)
+        # Requests go uncompressed, as every client of the fact sheet sends them (§2.3).
+        client = self.ctx.connect_client(account, AgentServiceClient, url, http2=True, gzip_requests=False)
+        return client.run(messages, headers=headers)
 
     def classify(self, err: ConnectError) -> UpstreamError:
         return classify(err)

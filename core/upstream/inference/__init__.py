@@ -26,7 +26,7 @@ from core.accounts import Account
 from core.catalog import ModelInfo
 from core.upstream.base import PROBE_MODEL, DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import Route, UpstreamContext
+from core.upstream.context import UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import ide_headers
 from core.upstream.inference.events import EventMapper, invocation_error
@@ -108,22 +108,12 @@ class InferenceDialect:
 
     def _inference(self, account: Account) -> InferenceServiceClient:
         # HTTP/2 always (h2c prior knowledge for http://); IDE 3.18 gzips its requests.
-        def build(route: Route) -> InferenceServiceClient:
-            gzip = self.ctx.gzip
-            return InferenceServiceClient(
-                self._url, http_client=route.http2, accept_compression=[gzip], send_compression=gzip
-            )
-
-        return self.ctx.stub(account, "inference.run", build)
+        return self.ctx.connect_client(
+            account, InferenceServiceClient, self._url, http2=True, gzip_requests=True
+        )
 
     def _ai(self, account: Account) -> AiServiceClient:
-        def build(route: Route) -> AiServiceClient:
-            gzip = self.ctx.gzip
-            return AiServiceClient(
-                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
-            )
-
-        return self.ctx.stub(account, "inference.ai", build)
+        return self.ctx.connect_client(account, AiServiceClient, self._url, http2=False, gzip_requests=True)
 
     def headers(self, account: Account) -> dict[str, str]:
         return ide_headers(account.token, self.ctx.ide_identity(account))

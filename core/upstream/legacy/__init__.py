@@ -19,7 +19,7 @@ from core.accounts import Account
 from core.catalog import ModelInfo
 from core.upstream.base import PROBE_MODEL, DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
-from core.upstream.context import Route, UpstreamContext
+from core.upstream.context import UpstreamContext
 from core.upstream.errors import Failure, UpstreamError, classify
 from core.upstream.headers import cursor_headers
 from core.upstream.legacy.events import EventMapper
@@ -62,22 +62,10 @@ class LegacyDialect:
     # Stubs per account route (core/upstream/context.py): each proxy has its own HTTP clients.
 
     def _chat(self, account: Account) -> ChatServiceClient:
-        def build(route: Route) -> ChatServiceClient:
-            gzip = self.ctx.gzip
-            return ChatServiceClient(
-                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
-            )
-
-        return self.ctx.stub(account, "legacy.chat", build)
+        return self.ctx.connect_client(account, ChatServiceClient, self._url, http2=False, gzip_requests=True)
 
     def _ai(self, account: Account) -> AiServiceClient:
-        def build(route: Route) -> AiServiceClient:
-            gzip = self.ctx.gzip
-            return AiServiceClient(
-                self._url, http_client=route.http, accept_compression=[gzip], send_compression=gzip
-            )
-
-        return self.ctx.stub(account, "legacy.ai", build)
+        return self.ctx.connect_client(account, AiServiceClient, self._url, http2=False, gzip_requests=True)
 
     def headers(self, account: Account) -> dict[str, str]:
         return cursor_headers(account.token, self.ctx.legacy_identity(account))
