@@ -6,6 +6,7 @@ nothing is computed from the converter's own tables.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -859,3 +860,60 @@ def test_stream_end_with_nothing_open_and_error_event() -> None:
     assert stream.error(OpenAIError(400, "bad")) == (
         b'event: error\ndata: {"type":"error","error":{"type":"invalid_request_error","message":"bad"}}\n\n'
     )
+
+
+# --- survivors of `make mutate`: edge cases that pin the exact behaviour --------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "filename"),
+    [
+        ("https://x.test/a.pdf?x=1?y=2", "a.pdf"),  # the query starts at the first "?"
+        ("https://x.test/dX/", "dX"),  # only slashes are stripped
+        ("doc.pdf", "doc.pdf"),  # no slash at all: the whole URL names it
+    ],
+)
+def test_document_url_names_the_file(url: str, filename: str) -> None:
+    got = messages_of(
+        messages=[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": url}}]}]
+    )
+    assert got == [{"role": "ROLE_USER", "content": [{"file": {"filename": filename, "url": url}}]}]
+
+
+def test_thinking_after_a_tool_result_in_a_user_message_is_kept() -> None:
+    got = messages_of(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "a", "content": "r"},
+                    {"type": "thinking", "thinking": "th"},
+                ],
+            }
+        ]
+    )
+    assert got == [
+        {"role": "ROLE_TOOL", "toolCallId": "a", "content": [{"text": "r"}]},
+        {"role": "ROLE_USER", "reasoning": "th"},
+    ]
+
+
+def test_dropped_input_is_logged_for_the_operator(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="facade.anthropic")
+    convert(
+        messages=[
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "z"}]},
+        ],
+        tools=[{"name": "web_search", "type": "web_search_20250305"}],
+        top_k=3,
+    )
+    logged = [r.getMessage() for r in caplog.records if r.name == "facade.anthropic"]
+    assert logged == [
+        "dropped a redacted_thinking block: it is opaque to the gateway",
+        "dropped server tool 'web_search' (type 'web_search_20250305'): the gateway cannot run it",
+        "ignored top_k: the upstream has no such setting",
+    ]
+    caplog.clear()
+    convert(top_k=None)
+    assert [r for r in caplog.records if r.name == "facade.anthropic"] == []
