@@ -6,6 +6,7 @@ computed from the converter's own tables.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -664,3 +665,42 @@ def test_error_object(code: str | None, want: str) -> None:
         "type": "rate_limit_error",
         "param": "p",
     }
+
+
+# --- survivors of `make mutate`: edge cases that pin the exact behaviour --------------------------
+
+
+def test_reasoning_items_before_a_function_call_join_with_newlines() -> None:
+    got = messages_of(
+        [
+            {"role": "user", "content": "u"},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "r1"}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "r2"}]},
+            {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}"},
+        ]
+    )
+    assert got == [
+        {"role": "ROLE_USER", "content": [{"text": "u"}]},
+        {
+            "role": "ROLE_ASSISTANT",
+            "reasoning": "r1\nr2",
+            "toolCalls": [{"id": "c", "name": "n", "arguments": "{}"}],
+        },
+    ]
+
+
+def test_dropped_input_is_logged_for_the_operator(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="facade.responses")
+    convert(
+        input=[{"role": "user", "content": "x"}, {"type": "item_reference", "id": "ref"}],
+        tools=[{"type": "function", "name": "f"}, {"type": "web_search"}],
+        tool_choice={"type": "allowed_tools"},
+    )
+    logged = [
+        r.getMessage() for r in caplog.records if r.name == "facade.responses" and "ignoring" not in r.msg
+    ]
+    assert logged == [
+        "skipping input item of type 'item_reference': the gateway cannot use it",
+        "dropping built-in tool of type 'web_search': the gateway cannot run it",
+        "tool_choice of type 'allowed_tools' treated as auto",
+    ]
