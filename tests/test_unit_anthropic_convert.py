@@ -917,3 +917,15 @@ def test_dropped_input_is_logged_for_the_operator(caplog: pytest.LogCaptureFixtu
     caplog.clear()
     convert(top_k=None)
     assert [r for r in caplog.records if r.name == "facade.anthropic"] == []
+
+
+def test_client_tools_after_a_server_tool_are_kept() -> None:
+    got = convert(
+        tools=[
+            {"name": "web_search", "type": "web_search_20250305"},
+            {"name": "after", "input_schema": {"type": "object"}},
+        ]
+    )
+    assert [json_format.MessageToDict(t) for t in got.tools] == [
+        {"name": "after", "parameters": {"type": "object"}}
+    ]
