@@ -28,6 +28,12 @@ PROXY_SYMPTOMS = frozenset({Failure.UNAVAILABLE, Failure.TIMEOUT})
 MAX_AFFINITY_KEY = 200
 
 
+async def backoff(seconds: float) -> None:
+    """The pause before retrying after a transport failure; the unit tests replace this seam, not
+    asyncio.sleep, which every task on the loop shares."""
+    await asyncio.sleep(seconds)
+
+
 def affinity_key(request: chat_pb2.ChatRequest) -> str:
     """What identifies the conversation: the caller's key (OpenAI `prompt_cache_key`/`user`,
     Anthropic `metadata.user_id`, passed by the facade), else a hash of the conversation's start
@@ -85,7 +91,7 @@ class Router:
             if not choices:
                 break
             if attempt and last is not None and last.failure is Failure.UNAVAILABLE:
-                await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+                await backoff(RETRY_BACKOFF_S * attempt)
             started = False
             # The pool picks among the choices by calls in flight (over all replicas with Redis).
             async with self.pool.lease_least_loaded(choices) as account:

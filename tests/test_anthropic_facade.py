@@ -73,6 +73,7 @@ ERROR_CASES: list[tuple[str, int, str, type[anthropic.APIStatusError]]] = [
     ("store_unavailable", 529, "overloaded_error", anthropic.InternalServerError),
     ("output_invalid", 500, "api_error", anthropic.InternalServerError),
     ("response_not_found", 404, "not_found_error", anthropic.NotFoundError),
+    ("overloaded", 529, "overloaded_error", anthropic.InternalServerError),
 ]
 
 

@@ -216,7 +216,7 @@ async def test_transport_failures_retry_a_tried_account_with_growing_backoff(
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    monkeypatch.setattr("core.router.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr(router_module, "backoff", fake_sleep)
     pool = AccountPool(accounts("a"))
     down = err(Failure.UNAVAILABLE)
     upstream = Script({"a": [[down], [down], [text("back")]]})
@@ -231,7 +231,7 @@ async def test_no_backoff_after_other_failures(monkeypatch: pytest.MonkeyPatch) 
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    monkeypatch.setattr("core.router.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr(router_module, "backoff", fake_sleep)
     pool = AccountPool(accounts("a", "b"))
     upstream = Script({"a": [[err(Failure.REGION_BLOCKED)]], "b": [[text("ok")]]})
     assert await collect(Router(pool, upstream, attempts=3)) == ["ok"]
