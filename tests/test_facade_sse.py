@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from cursorgate.v1 import chat_pb2
+from facade.errors import OpenAIError
 from facade.guard import ClientGone
 from facade.openai_chat.convert import ChunkStream
 from facade.sse import open_stream
@@ -124,7 +125,7 @@ class Recorder:
 
     def __init__(self, opening: bytes = b"<start>") -> None:
         self.opening = opening
-        self.errors: list[Any] = []
+        self.errors: list[OpenAIError] = []
 
     def start(self, first: chat_pb2.ChatEvent) -> bytes:
         return self.opening
@@ -138,9 +139,9 @@ class Recorder:
     def end(self) -> bytes:
         return b"<end>"
 
-    def error(self, error: Any) -> bytes:
+    def error(self, error: OpenAIError) -> bytes:
         self.errors.append(error)
-        return b"<err:" + str(error.status).encode() + b":" + error.message.encode() + b">"
+        return f"<err:{error.status}:{error.message}>".encode()
 
 
 class ListCall(ScriptedCall):
@@ -405,7 +406,9 @@ async def test_no_keepalive_when_interval_zero() -> None:
         yield b"y"
 
     closes: list[int] = []
-    response = EventStreamResponse(body(), on_close=lambda: closes.append(1), headers={}, keepalive=Keepalive(0.0))
+    response = EventStreamResponse(
+        body(), on_close=lambda: closes.append(1), headers={}, keepalive=Keepalive(0.0)
+    )
     messages = await run_response(response)
     assert [m["body"] for m in messages[1:]] == [b"x", b"y", b""]
     assert closes == [1]
@@ -420,7 +423,9 @@ async def test_keepalive_counts_from_since() -> None:
         yield b"x"
 
     since = asyncio.get_running_loop().time() - 10.0
-    response = EventStreamResponse(body(), on_close=lambda: None, headers={}, keepalive=Keepalive(5.0, b"P", since))
+    response = EventStreamResponse(
+        body(), on_close=lambda: None, headers={}, keepalive=Keepalive(5.0, b"P", since)
+    )
     messages = await run_response(response)
     assert [m["body"] for m in messages[1:]] == [b"P", b"x", b""]
 
