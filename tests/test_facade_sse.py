@@ -128,6 +128,7 @@ class Recorder:
         self.errors: list[OpenAIError] = []
 
     def start(self, first: chat_pb2.ChatEvent) -> bytes:
+        self.first = first
         return self.opening
 
     def text(self, value: str) -> bytes:
@@ -204,8 +205,10 @@ def test_constants() -> None:
 
 async def test_stream_frames_in_order_with_headers() -> None:
     call = ListCall(text("a"), usage())
-    response = await open_stream(call, Recorder(), idle, {"x-request-id": "r1"}, keepalive_s=0)  # type: ignore[arg-type]
+    translator = Recorder()
+    response = await open_stream(call, translator, idle, {"x-request-id": "r1"}, keepalive_s=0)  # type: ignore[arg-type]
     messages = await run_response(response)
+    assert translator.first == text("a")
     start = messages[0]
     assert start["type"] == "http.response.start"
     assert start["status"] == 200
@@ -386,7 +389,10 @@ async def test_keepalive_pings_after_silence_only() -> None:
     messages = await run_response(response)
     bodies = [m["body"] for m in messages[1:]]
     pings = [b for b in bodies if b == PING_EVENT]
-    assert 1 <= len(pings) <= 4
+    assert 2 <= len(pings) <= 4
+    for message in messages[1:]:
+        assert message["type"] == "http.response.body"
+        assert set(message) == {"type", "body", "more_body"}
     assert [b for b in bodies if b != PING_EVENT] == [b"<start>", b"<t:a>", b"<t:b>", b"<end>", b""]
     assert bodies[-1] == b""
     assert messages[-1]["more_body"] is False
@@ -524,3 +530,125 @@ async def test_disconnect_while_late_first_event_pending_discards_read() -> None
     await asyncio.sleep(0)
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
     assert pending == []
+
+
+async def test_keepalive_without_since_pings_during_a_silence() -> None:
+    from facade.sse import EventStreamResponse, Keepalive
+
+    async def body() -> Any:
+        await asyncio.sleep(0.3)
+        yield b"x"
+
+    response = EventStreamResponse(body(), on_close=lambda: None, headers={}, keepalive=Keepalive(0.1, b"P"))
+    messages = await run_response(response)
+    bodies = [m["body"] for m in messages[1:]]
+    assert b"P" in bodies
+    assert [b for b in bodies if b != b"P"] == [b"x", b""]
+    assert messages[1] == {"type": "http.response.body", "body": b"P", "more_body": True}
+
+
+async def test_heartbeat_stops_on_a_body_without_more_body() -> None:
+    """ASGI's `more_body` defaults to False: such a body is the last, and no ping may follow it."""
+    from facade.sse import Keepalive, _Heartbeat
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    heartbeat = _Heartbeat(send, Keepalive(0.05, b"P"))
+    await heartbeat.send({"type": "http.response.start", "status": 200, "headers": []})
+    await heartbeat.send({"type": "http.response.body", "body": b"end"})
+    await asyncio.sleep(0.2)
+    assert sent == [
+        {"type": "http.response.start", "status": 200, "headers": []},
+        {"type": "http.response.body", "body": b"end"},
+    ]
+
+
+async def test_first_ping_counts_from_the_request_arrival() -> None:
+    """open_stream waited `keepalive_s` for the first event already: the first ping is due as
+    soon as the headers go out, before an answer that comes 0.2 s later."""
+    call = SlowCall(0.6, text("a"))
+    response = await open_stream(call, Recorder(), idle, {}, keepalive_s=0.4, ping=b"P")  # type: ignore[arg-type]
+    messages = await run_response(response)
+    assert [m["body"] for m in messages[1:]] == [b"P", b"<start><t:a>", b"<end>", b""] or [
+        m["body"] for m in messages[1:]
+    ] == [b"P", b"<start>", b"<t:a>", b"<end>", b""]
+
+
+async def test_first_event_without_limit_cancelled_from_outside() -> None:
+    from facade.sse import first_event
+
+    call = SlowCall(10.0, text("never"))
+    task = asyncio.ensure_future(first_event(call, idle, 0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert call.cancels == 1
+
+
+async def test_discard_marks_a_failed_read_seen() -> None:
+    from facade.sse import discard
+
+    async def fails() -> object:
+        raise RuntimeError("read failed")
+
+    task = asyncio.ensure_future(fails())
+    await asyncio.sleep(0)
+    assert task.done()
+    discard(task)
+    await asyncio.sleep(0)
+    assert task._log_traceback is False  # type: ignore[attr-defined]  # no "never retrieved" log
+
+    pending = asyncio.ensure_future(asyncio.sleep(10))
+    discard(pending)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert pending.cancelled()
+
+
+class BurstCall(ScriptedCall):
+    """Every event is ready at once; the client is slow, so what waits leaves merged."""
+
+    def __init__(self, *events: chat_pb2.ChatEvent) -> None:
+        super().__init__(*events)
+        self.left = len(events)
+
+    async def read(self) -> Any:
+        if self.left == 0:
+            return grpc.aio.EOF
+        self.left -= 1
+        return self.events.get_nowait()
+
+
+def finish() -> chat_pb2.ChatEvent:
+    return chat_pb2.ChatEvent(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ((text("a"), usage(), finish()), b"<start><t:a><e:usage><e:finish><end>"),
+        ((text("a"), usage(), text("b"), finish()), b"<start><t:a><e:usage><t:b><e:finish><end>"),
+        (
+            (text("a"), usage(), text("b"), usage(), finish()),
+            b"<start><t:a><e:usage><t:b><e:usage><e:finish><end>",
+        ),
+    ],
+)
+async def test_merged_writes_keep_every_frame(
+    events: tuple[chat_pb2.ChatEvent, ...], expected: bytes
+) -> None:
+    call = BurstCall(*events)
+    response = await open_stream(call, Recorder(), idle, {}, keepalive_s=0)  # type: ignore[arg-type]
+    messages: list[dict[str, Any]] = []
+
+    async def slow_send(message: dict[str, Any]) -> None:
+        messages.append(message)
+        await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(response(SCOPE, idle, slow_send), 2.0)  # type: ignore[arg-type]
+    bodies = [m["body"] for m in messages[1:]]
+    assert b"".join(bodies) == expected
+    assert len(bodies) < len(events) + 2  # some were merged
