@@ -556,7 +556,7 @@ async def test_heartbeat_stops_on_a_body_without_more_body() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    heartbeat = _Heartbeat(send, Keepalive(0.05, b"P"))
+    heartbeat = _Heartbeat(send, Keepalive(0.05, b"P"))  # type: ignore[arg-type]
     await heartbeat.send({"type": "http.response.start", "status": 200, "headers": []})
     await heartbeat.send({"type": "http.response.body", "body": b"end"})
     await asyncio.sleep(0.2)
@@ -600,10 +600,10 @@ async def test_discard_marks_a_failed_read_seen() -> None:
     assert task.done()
     discard(task)
     await asyncio.sleep(0)
-    assert task._log_traceback is False  # type: ignore[attr-defined]  # no "never retrieved" log
+    assert task._log_traceback is False  # no "never retrieved" log
 
     pending = asyncio.ensure_future(asyncio.sleep(10))
-    discard(pending)  # type: ignore[arg-type]
+    discard(pending)
     await asyncio.sleep(0)
     assert pending.cancelled()
 
