@@ -1112,3 +1112,37 @@ def test_chunk_stream_inline_think_tool_call_legacy_and_error() -> None:
     # finish without an open think has no close chunk
     stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
     assert chunks.event(stop) == chunk_bytes("{}", finish='"stop"')
+
+
+def test_completion_id_shape() -> None:
+    completion_id = new_completion_id()
+    assert completion_id.startswith("chatcmpl-")
+    assert len(completion_id) == len("chatcmpl-") + 24  # 12 random bytes in hex
+    int(completion_id.removeprefix("chatcmpl-"), 16)
+
+
+def test_model_owner_defaults_to_cursor() -> None:
+    listed = model_list(models_pb2.ListModelsResponse(models=[models_pb2.Model(id="a")]))
+    assert listed["data"][0]["owned_by"] == "cursor"
+
+
+def test_json_object_format_ignores_a_stray_schema() -> None:
+    out = to_chat_request(
+        request(
+            response_format={
+                "type": "json_object",
+                "json_schema": {"name": "A", "schema": {"type": "object"}},
+            }
+        ),
+        "id",
+    )
+    assert out.response_format == chat_pb2.ResponseFormat(type=chat_pb2.ResponseFormat.TYPE_JSON_OBJECT)
+
+
+def test_legacy_function_result_without_name_or_content() -> None:
+    out = to_chat_request(
+        request(messages=[{"role": "user", "content": "x"}, {"role": "function", "content": None}]), "id"
+    )
+    assert out.messages[1] == chat_pb2.Message(
+        role=chat_pb2.ROLE_USER, content=[chat_pb2.ContentPart(text="Result of function :\n")]
+    )
