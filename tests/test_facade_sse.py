@@ -652,3 +652,33 @@ async def test_merged_writes_keep_every_frame(
     bodies = [m["body"] for m in messages[1:]]
     assert b"".join(bodies) == expected
     assert len(bodies) < len(events) + 2  # some were merged
+
+
+async def test_cancelled_from_outside_as_the_client_leaves_still_propagates() -> None:
+    """An outside cancel that lands together with the watcher's own must not be swallowed."""
+    from facade.sse import EventStreamResponse
+
+    async def body() -> Any:
+        yield b"x"
+        await asyncio.Event().wait()
+        yield b"never"
+
+    sent = asyncio.Event()
+    outer: list[asyncio.Task[None]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.set()
+
+    async def receive() -> dict[str, Any]:
+        await sent.wait()
+        await asyncio.sleep(0.02)
+        outer[0].cancel()  # the server cancels the request, just as the disconnect arrives
+        return {"type": "http.disconnect"}
+
+    closes: list[int] = []
+    response = EventStreamResponse(body(), on_close=lambda: closes.append(1), headers={})
+    outer.append(asyncio.ensure_future(response(SCOPE, receive, send)))  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(outer[0], 2.0)
+    assert closes == [1]
