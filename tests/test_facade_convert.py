@@ -744,3 +744,405 @@ def test_legacy_function_messages_travel_as_text() -> None:
         ("ROLE_USER", ["Result of function get:\na\nb"]),
     ]
     assert all(not m.tool_calls and not m.tool_call_id for m in out.messages)
+
+
+# --- request and answer edge cases, written out (issue 16: mutation testing of this module) ---
+
+
+def test_user_and_affinity_key() -> None:
+    plain = to_chat_request(request(), "id")
+    assert (plain.model, plain.user, plain.affinity_key) == ("m", "", "")
+    user = to_chat_request(request(user="u1"), "id")
+    assert (user.user, user.affinity_key) == ("u1", "u1")
+    keyed = to_chat_request(request(user="u1", prompt_cache_key="k"), "id")
+    assert (keyed.user, keyed.affinity_key) == ("u1", "k")
+    only_key = to_chat_request(request(prompt_cache_key="k"), "id")
+    assert (only_key.user, only_key.affinity_key) == ("", "k")
+
+
+def test_file_parts() -> None:
+    body = request(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "file",
+                        "file": {"file_data": "data:application/pdf;base64,QQ==", "filename": "a.pdf"},
+                    },
+                    {"type": "file", "file": {"file_data": "QQ=="}},
+                ],
+            }
+        ]
+    )
+    content = to_chat_request(body, "id").messages[0].content
+    assert content[0].file == chat_pb2.FilePart(url="data:application/pdf;base64,QQ==", filename="a.pdf")
+    assert content[1].file == chat_pb2.FilePart(url="data:;base64,QQ==", filename="")
+    with pytest.raises(OpenAIError) as caught:
+        to_chat_request(
+            request(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "x"},
+                            {"type": "file", "file": {"file_id": "f"}},
+                        ],
+                    }
+                ]
+            ),
+            "id",
+        )
+    assert caught.value.param == "messages[0].content[1].file.file_id"
+
+
+def test_tool_without_parameters_and_strict() -> None:
+    out = to_chat_request(
+        request(
+            tools=[{"type": "function", "function": {"name": "g", "strict": True}}], parallel_tool_calls=False
+        ),
+        "id",
+    )
+    assert out.tools[0] == chat_pb2.Tool(name="g", description="", strict=True)
+    assert not out.tools[0].HasField("parameters")
+    assert out.HasField("parallel_tool_calls")
+    assert out.parallel_tool_calls is False
+    for mode, expected in [("auto", chat_pb2.ToolChoice.MODE_AUTO), ("none", chat_pb2.ToolChoice.MODE_NONE)]:
+        assert to_chat_request(request(tool_choice=mode), "id").tool_choice.mode == expected
+
+
+def test_legacy_functions_request() -> None:
+    functions = [{"name": "get", "description": "d", "parameters": {"type": "object"}}]
+    out = to_chat_request(request(functions=functions, function_call={"name": "get"}), "id")
+    assert out.tools[0].name == "get"
+    assert out.tools[0].description == "d"
+    assert json_format.MessageToDict(out.tools[0].parameters) == {"type": "object"}
+    assert out.tool_choice == chat_pb2.ToolChoice(mode=chat_pb2.ToolChoice.MODE_FUNCTION, function_name="get")
+    assert out.HasField("parallel_tool_calls")
+    assert out.parallel_tool_calls is False
+    auto = to_chat_request(request(functions=functions, function_call="none", parallel_tool_calls=True), "id")
+    assert auto.tool_choice.mode == chat_pb2.ToolChoice.MODE_NONE
+    assert auto.parallel_tool_calls is False
+    unset = to_chat_request(request(functions=functions), "id")
+    assert not unset.HasField("tool_choice")
+    # `tools` wins over `functions`: then function_call is ignored
+    both = to_chat_request(
+        request(
+            tools=[{"type": "function", "function": {"name": "t"}}],
+            functions=functions,
+            function_call={"name": "get"},
+        ),
+        "id",
+    )
+    assert [t.name for t in both.tools] == ["t"]
+    assert not both.HasField("tool_choice")
+    assert not both.HasField("parallel_tool_calls")
+
+
+def test_max_mode_and_response_format() -> None:
+    assert to_chat_request(request(max_mode=True), "id").max_mode is True
+    off = to_chat_request(request(max_mode=False), "id")
+    assert off.HasField("max_mode") and off.max_mode is False
+    assert not to_chat_request(request(), "id").HasField("max_mode")
+    assert not to_chat_request(request(), "id").HasField("response_format")
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    out = to_chat_request(
+        request(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "A", "description": "desc", "schema": schema, "strict": True},
+            }
+        ),
+        "id",
+    )
+    fmt = out.response_format
+    assert (fmt.type, fmt.name, fmt.description, fmt.strict) == (
+        chat_pb2.ResponseFormat.TYPE_JSON_SCHEMA,
+        "A",
+        "desc",
+        True,
+    )
+    assert json_format.MessageToDict(fmt.schema) == schema
+    obj = to_chat_request(request(response_format={"type": "json_object"}), "id").response_format
+    assert obj == chat_pb2.ResponseFormat(type=chat_pb2.ResponseFormat.TYPE_JSON_OBJECT)
+
+
+def test_temperature_and_frequency_penalty() -> None:
+    sampling = to_chat_request(request(temperature=0.25, frequency_penalty=-0.5), "id").sampling
+    assert sampling.temperature == 0.25
+    assert sampling.frequency_penalty == -0.5
+    assert not sampling.HasField("top_p")
+    assert not sampling.HasField("presence_penalty")
+    assert not sampling.HasField("seed")
+    assert not sampling.HasField("max_tokens")
+    assert list(sampling.stop) == []
+    zero = to_chat_request(request(max_completion_tokens=1, max_tokens=7, seed=0), "id").sampling
+    assert zero.max_tokens == 1
+    assert zero.HasField("seed") and zero.seed == 0
+    assert to_chat_request(request(stop=[]), "id").sampling.stop == []
+
+
+def test_message_content_as_parts_list_of_text() -> None:
+    out = to_chat_request(
+        request(messages=[{"role": "assistant", "content": [{"type": "text", "text": "a"}], "name": "bot"}]),
+        "id",
+    )
+    assert out.messages[0] == chat_pb2.Message(
+        role=chat_pb2.ROLE_ASSISTANT, name="bot", content=[chat_pb2.ContentPart(text="a")]
+    )
+    empty = to_chat_request(request(messages=[{"role": "user", "content": ""}]), "id")
+    assert empty.messages[0] == chat_pb2.Message(
+        role=chat_pb2.ROLE_USER, content=[chat_pb2.ContentPart(text="")]
+    )
+
+
+def test_legacy_function_result_without_name() -> None:
+    out = to_chat_request(
+        request(
+            messages=[
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "p"}, {"type": "text", "text": "q"}],
+                    "function_call": {"name": "f", "arguments": "1"},
+                },
+            ]
+        ),
+        "id",
+    )
+    assert out.messages[1].content[0].text == "p\nq\n\nCalled function f with arguments 1"
+
+
+# Core's finish reasons and the OpenAI string each must become, written out.
+FINISHES = [
+    (chat_pb2.FINISH_REASON_UNSPECIFIED, "stop"),
+    (chat_pb2.FINISH_REASON_STOP, "stop"),
+    (chat_pb2.FINISH_REASON_LENGTH, "length"),
+    (chat_pb2.FINISH_REASON_TOOL_CALLS, "tool_calls"),
+    (chat_pb2.FINISH_REASON_CONTENT_FILTER, "content_filter"),
+    (99, "stop"),
+]
+
+
+@pytest.mark.parametrize(("reason", "expected"), FINISHES)
+def test_finish_reasons(reason: int, expected: str) -> None:
+    response = chat_pb2.ChatResponse(content="x", finish_reason=reason)  # type: ignore[arg-type]
+    assert (
+        to_completion(response, completion_id="c", created=0, model="m")["choices"][0]["finish_reason"]
+        == expected
+    )
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False)
+    out = chunks.translate(ev(finish=chat_pb2.Finish(reason=reason)))  # type: ignore[arg-type]
+    assert out[0]["choices"][0]["finish_reason"] == expected
+
+
+def test_completion_whole_object() -> None:
+    response = chat_pb2.ChatResponse(
+        model="real-model",
+        content="hi",
+        finish_reason=chat_pb2.FINISH_REASON_LENGTH,
+        usage=chat_pb2.Usage(prompt_tokens=2, completion_tokens=3, total_tokens=9, cache_read_tokens=4),
+    )
+    assert to_completion(response, completion_id="chatcmpl-1", created=77, model="asked") == {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 77,
+        "model": "real-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hi", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 2,
+            "completion_tokens": 3,
+            "total_tokens": 9,
+            "completion_tokens_details": {"reasoning_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": 4},
+        },
+    }
+    empty = to_completion(chat_pb2.ChatResponse(), completion_id="c", created=0, model="asked")
+    assert empty["model"] == "asked"
+    assert empty["choices"][0]["message"] == {"role": "assistant", "content": "", "refusal": None}
+    assert "usage" not in empty
+    zero = to_completion(
+        chat_pb2.ChatResponse(usage=chat_pb2.Usage()), completion_id="c", created=0, model="m"
+    )
+    assert zero["usage"]["total_tokens"] == 0
+
+
+def test_completion_text_and_tool_calls_and_inline_without_reasoning() -> None:
+    response = chat_pb2.ChatResponse(
+        content="Let me look.",
+        tool_calls=[
+            chat_pb2.ToolCall(id="call_1", name="f", arguments="{}"),
+            chat_pb2.ToolCall(id="call_2", name="g", arguments="[]"),
+        ],
+        finish_reason=chat_pb2.FINISH_REASON_TOOL_CALLS,
+    )
+    message = to_completion(response, completion_id="c", created=0, model="m", inline_think=True)["choices"][
+        0
+    ]["message"]
+    assert message == {
+        "role": "assistant",
+        "content": "Let me look.",
+        "refusal": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "[]"}},
+        ],
+    }
+
+
+def test_completion_legacy_function_call() -> None:
+    response = chat_pb2.ChatResponse(
+        tool_calls=[
+            chat_pb2.ToolCall(id="call_1", name="f", arguments='{"a":1}'),
+            chat_pb2.ToolCall(id="call_2", name="g", arguments="{}"),
+        ],
+        finish_reason=chat_pb2.FINISH_REASON_TOOL_CALLS,
+    )
+    out = to_completion(response, completion_id="c", created=0, model="m", legacy_functions=True)
+    assert out["choices"][0] == {
+        "index": 0,
+        "message": {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "function_call": {"name": "f", "arguments": '{"a":1}'},
+        },
+        "logprobs": None,
+        "finish_reason": "function_call",
+    }
+    cut = chat_pb2.ChatResponse(
+        tool_calls=[chat_pb2.ToolCall(id="call_1", name="f", arguments="{")],
+        finish_reason=chat_pb2.FINISH_REASON_LENGTH,
+    )
+    assert (
+        to_completion(cut, completion_id="c", created=0, model="m", legacy_functions=True)["choices"][0][
+            "finish_reason"
+        ]
+        == "length"
+    )
+    plain = to_completion(
+        chat_pb2.ChatResponse(content="x"), completion_id="c", created=0, model="m", legacy_functions=True
+    )
+    assert plain["choices"][0]["message"] == {"role": "assistant", "content": "x", "refusal": None}
+    assert plain["choices"][0]["finish_reason"] == "stop"
+
+
+def test_chunk_stream_defaults_and_first_without_event() -> None:
+    import time
+
+    before = int(time.time())
+    chunks = ChunkStream(completion_id="c", model="m", include_usage=False)
+    assert before <= chunks.created <= int(time.time())
+    assert chunks.finished is False
+    assert chunks.first() == {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": chunks.created,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    }
+    zero = ChunkStream(completion_id="c", model="m", include_usage=False, created=0)
+    assert zero.created == 0
+
+
+def test_chunk_stream_content_frame_is_reused() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    assert chunks.content_frame("a") == chunk_bytes('{"content":"a"}')
+    assert chunks.content_frame('"content":""') == chunk_bytes('{"content":"\\"content\\":\\"\\""}')
+    assert chunks.content_frame("b") == chunk_bytes('{"content":"b"}')
+
+
+def test_chunk_stream_usage_after_finish_and_tool_call_without_id() -> None:
+    chunks = ChunkStream(completion_id="c1", model="m", include_usage=True, created=7)
+    finish = chunks.event(ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP)))
+    assert finish == chunk_bytes("{}", finish='"stop"', usage=',"usage":null')  # no usage held yet
+    assert chunks.finished is True
+    usage = ev(usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=1))
+    assert chunks.event(usage) == (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[],'
+        b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,'
+        b'"completion_tokens_details":{"reasoning_tokens":0},"prompt_tokens_details":{"cached_tokens":0}}}\n\n'
+    )
+    quiet = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    quiet.event(ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP)))
+    assert quiet.event(usage) == b""
+    named = ChunkStream(completion_id="c1", model="m", include_usage=False, created=7)
+    call = ev(tool_call=chat_pb2.ToolCallDelta(index=2, name="f", arguments="{"))
+    assert named.event(call) == chunk_bytes(
+        '{"tool_calls":[{"index":2,"function":{"name":"f","arguments":"{"}}]}'
+    )
+
+
+def test_chunk_stream_inline_think_tool_call_legacy_and_error() -> None:
+    chunks = ChunkStream(
+        completion_id="c1",
+        model="m",
+        include_usage=False,
+        created=7,
+        inline_think=True,
+        legacy_functions=True,
+    )
+    chunks.event(ev(reasoning=chat_pb2.ReasoningDelta(text="r")))
+    call = ev(tool_call=chat_pb2.ToolCallDelta(index=0, id="x", name="f", arguments="{}"))
+    assert chunks.event(call) == chunk_bytes('{"content":"</think>\\n\\n"}') + chunk_bytes(
+        '{"function_call":{"name":"f","arguments":"{}"}}'
+    )
+    # closed once: the next text has no close tag
+    assert chunks.text("t") == chunk_bytes('{"content":"t"}')
+    assert chunks.event(ev(text=chat_pb2.TextDelta(text="u"))) == chunk_bytes('{"content":"u"}')
+    error = OpenAIError(504, "late", "server_error", code="timeout")
+    assert chunks.error(error) == (
+        b'data: {"error":{"message":"late","type":"server_error","param":null,"code":"timeout"}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    # finish without an open think has no close chunk
+    stop = ev(finish=chat_pb2.Finish(reason=chat_pb2.FINISH_REASON_STOP))
+    assert chunks.event(stop) == chunk_bytes("{}", finish='"stop"')
+
+
+def test_completion_id_shape() -> None:
+    completion_id = new_completion_id()
+    assert completion_id.startswith("chatcmpl-")
+    assert len(completion_id) == len("chatcmpl-") + 24  # 12 random bytes in hex
+    int(completion_id.removeprefix("chatcmpl-"), 16)
+
+
+def test_model_owner_defaults_to_cursor() -> None:
+    listed = model_list(models_pb2.ListModelsResponse(models=[models_pb2.Model(id="a")]))
+    assert listed["data"][0]["owned_by"] == "cursor"
+
+
+def test_json_object_format_ignores_a_stray_schema() -> None:
+    out = to_chat_request(
+        request(
+            response_format={
+                "type": "json_object",
+                "json_schema": {"name": "A", "schema": {"type": "object"}},
+            }
+        ),
+        "id",
+    )
+    assert out.response_format == chat_pb2.ResponseFormat(type=chat_pb2.ResponseFormat.TYPE_JSON_OBJECT)
+
+
+def test_legacy_function_result_without_name_or_content() -> None:
+    out = to_chat_request(
+        request(messages=[{"role": "user", "content": "x"}, {"role": "function", "content": None}]), "id"
+    )
+    assert out.messages[1] == chat_pb2.Message(
+        role=chat_pb2.ROLE_USER, content=[chat_pb2.ContentPart(text="Result of function :\n")]
+    )
