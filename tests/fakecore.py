@@ -56,6 +56,7 @@ STATUS_OF: dict[int, grpc.StatusCode] = {
     ErrorCode.ERROR_CODE_MAX_MODE_REQUIRED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.ERROR_CODE_REQUEST_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.ERROR_CODE_STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.ERROR_CODE_OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 MODELS = [

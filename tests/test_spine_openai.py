@@ -34,7 +34,11 @@ def test_non_stream_completion_contains_prompt(client: openai.OpenAI) -> None:
 def test_stream_has_several_chunks_and_stop(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
-            model="gpt-5.2", messages=[{"role": "user", "content": "stream me marker-91bc"}], stream=True
+            model="gpt-5.2",
+            # Paced: frames that reach a busy gateway together may leave as one (coalescing), so
+            # "several chunks" is about frames that Cursor sends apart.
+            messages=[{"role": "user", "content": "stream me marker-91bc\nsim: chunks=5 delay_ms=150"}],
+            stream=True,
         )
     )
     text_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
