@@ -167,8 +167,9 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
 return 1
 """
-# KEYS[1]: one license's slots; ARGV: ttl in ms, then the slot ids this replica still holds.
-_RENEW: Final = """
+# KEYS[1]: one lease set (a license's slots, an account's in-flight leases); ARGV: ttl in ms,
+# then the ids this replica still holds (XX: an expired, dropped one is not brought back).
+RENEW_LEASES: Final = """
 local t = redis.call('TIME')
 local until_ms = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
@@ -185,7 +186,7 @@ class SharedSlots:
         self.cap = cap
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
+        self._renew = redis.register_script(RENEW_LEASES)
         self._held: dict[str, set[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
 

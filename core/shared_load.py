@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.accounts import Account
+from core.shared import RENEW_LEASES
 
 log = logging.getLogger("cursorgate.shared")
 
@@ -44,15 +45,6 @@ redis.call('ZADD', KEYS[best], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[best], 2 * tonumber(ARGV[2]))
 return best
 """
-# KEYS[1]: one account's lease set; ARGV: ttl in ms, then the lease ids this replica still holds
-# (XX: a lease already expired and dropped is not brought back).
-_RENEW: Final = """
-local t = redis.call('TIME')
-local until_ms = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1]))
-return 0
-"""
 
 
 class SharedLoad:
@@ -62,7 +54,7 @@ class SharedLoad:
         self.redis = redis
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self._pick = redis.register_script(_PICK)
-        self._renew = redis.register_script(_RENEW)
+        self._renew = redis.register_script(RENEW_LEASES)
         # Lease ids this replica holds, by account key: what the heartbeat renews.
         self._held: dict[str, set[str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,11 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from simulator.config import make_jwt
 from tests.procs import Proc, free_port, wait_port
-from tests.store_backends import POSTGRES_ENV, _admin_sql, _run
+from tests.store_backends import POSTGRES_ENV, scratch_database
 
 MODEL = "claude-4.5-sonnet"
 ADMIN_KEY = "adm-cluster-key-0123456789"
@@ -56,16 +54,8 @@ def shared_database(tmp: Path) -> Iterator[str]:
     if not base:
         yield f"sqlite+aiosqlite:///{tmp / 'cluster.db'}"
         return
-    name = f"cg_cluster_{uuid.uuid4().hex[:12]}"
-    _run(_admin_sql(base, f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(base)
-            .set(drivername="postgresql+asyncpg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        _run(_admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(base, "cg_cluster") as url:
+        yield url
 
 
 @dataclass

@@ -9,6 +9,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    name = f"cg_test_{uuid.uuid4().hex[:12]}"
+    with scratch_database(base, "cg_test") as url:
+        yield url
+
+
+@contextmanager
+def scratch_database(base: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server `base` names, dropped afterwards; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     _run(_admin_sql(base, f'CREATE DATABASE "{name}"'))
     try:
         yield (

@@ -3,8 +3,6 @@ Debian redis-server; a rate limit one core met is honoured by the other without 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,30 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import Proc, Stack, free_port, start_stack, wait_port
+from tests.cluster import redis_server
+from tests.procs import Proc, Stack, free_port, start_stack
 
 MODEL = "claude-4.5-sonnet"
-REDIS = shutil.which("redis-server")
 
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    if REDIS is None:
-        pytest.skip("redis-server is not installed (Debian: redis-server; .ci/run installs it)")
-    port = free_port()
-    log = tmp_path / "redis.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_port(port, proc, log)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 def ask(url: str, license: str) -> httpx.Response:
