@@ -44,8 +44,8 @@ import psutil
 
 from bench.stack import BENCH_ENV, LICENSE, processes, raise_fd_limit
 from bench.stats import cpu_seconds, percentile
-from core.accounts import Account
 from core.config import CoreSettings
+from core.pool.accounts import Account
 from core.upstream.client import CursorClient
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack

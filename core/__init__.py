@@ -1,1 +1,2 @@
-"""cursorgate core: gRPC API, upstream Connect client to Cursor, licenses and account pool."""
+"""cursorgate core: api (gRPC services), chat (model choice, answer shaping), pool (Cursor accounts,
+routing), licensing, shared (Redis state across replicas), observability, upstream, store, auth."""

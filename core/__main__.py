@@ -6,12 +6,12 @@ import asyncio
 import logging
 import sys
 
+from core.api.grpc_tls import TLSConfigError, server_credentials
 from core.config import admin_key_problem, load_settings
-from core.grpc_tls import TLSConfigError, server_credentials
-from core.logs import configure_logging
+from core.observability.logs import configure_logging
+from core.observability.tracing import setup_core_tracing
 from core.server import serve
 from core.store.secretbox import SecretKeyError
-from core.tracing import setup_core_tracing
 
 # How long a thread may wait for the GIL before the running one must hand it over (CPython's
 # default: 5 ms). Every upstream chunk reaches the event loop from a pyqwest (tokio) thread,

@@ -10,9 +10,9 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from core.auth.ide_token import TokenNotFound, default_db_path, read_token
 from core.config import SupervisorSettings, load_settings
-from core.ide_token import TokenNotFound, default_db_path, read_token
-from core.secrets import new_license
+from core.licensing.secrets import new_license
 from core.supervisor import ChildSpec, Supervisor, grpc_probe, http_probe
 
 
@@ -85,7 +85,7 @@ async def _add_account(token: str, label: str) -> int:
         return 2
     target = os.environ.get("CURSORGATE_CORE_ADDRESS") or settings.grpc_address
     metadata = (("authorization", f"Bearer {settings.admin_key.get_secret_value()}"),)
-    from core.grpc_tls import channel_credentials
+    from core.api.grpc_tls import channel_credentials
 
     tls = channel_credentials(settings)
     channel_cm = grpc.aio.secure_channel(target, tls) if tls else grpc.aio.insecure_channel(target)
@@ -118,7 +118,7 @@ def _import_file(path: Path, label_prefix: str, proxy: str) -> int:
 async def _import_accounts(text: str, label_prefix: str, proxy: str) -> int:
     import grpc
 
-    from core.grpc_tls import channel_credentials
+    from core.api.grpc_tls import channel_credentials
     from cursorgate.v1 import admin_pb2, admin_pb2_grpc
 
     settings = load_settings()

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.aliases import AliasTable, parse_aliases
-from core.logs import LogFormat
+from core.chat.aliases import AliasTable, parse_aliases
+from core.observability.logs import LogFormat
 
 # "Outdated client" is the most common breakage in the field; 2.3.41 is the newest IDE version
 # the public record has seen (docs/cursor-protocol.md). Override with CURSORGATE_CLIENT_VERSION.
@@ -58,7 +58,7 @@ class CoreSettings(BaseSettings):
     # Seconds added to the clock that license limits and budget periods follow. For tests only
     # (a budget's period reset without waiting for midnight); leave it at 0.
     limits_clock_offset: float = 0.0
-    # Admission control (core/admission.py): chat calls this core serves upstream at once (0: no
+    # Admission control (core/pool/admission.py): chat calls this core serves upstream at once (0: no
     # limit), how many more may wait for a slot, and how many seconds they may wait; past that,
     # a retryable refusal (gRPC RESOURCE_EXHAUSTED / ERROR_CODE_OVERLOADED, HTTP 503 + Retry-After).
     max_streams: int = Field(default=2048, ge=0)
@@ -158,14 +158,14 @@ class CoreSettings(BaseSettings):
     image_fetch_private: bool = False
 
     log_level: str = "INFO"
-    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    # "text", or "json": one JSON object per line, with the request id (core/observability/logs.py).
     log_format: LogFormat = "text"
 
     # Redis shared by core replicas (redis://host:6379/0): account cooldowns reach every replica at
-    # once (core/shared.py). Empty: cooldowns stay per process (one machine).
+    # once (core/shared/state.py). Empty: cooldowns stay per process (one machine).
     redis_url: str = ""
     # Seconds a concurrency slot, or a lease counting a call in flight on an account for
-    # least-loaded routing (core/shared_load.py), outlives the replica that held it (renewed every
+    # least-loaded routing (core/shared/load.py), outlives the replica that held it (renewed every
     # third of it).
     redis_slot_ttl: float = Field(default=30.0, gt=0)
 
@@ -204,7 +204,7 @@ class CoreSettings(BaseSettings):
             return self.agent_url
         return DEFAULT_AGENT_URL if self.upstream_url == DEFAULT_UPSTREAM_URL else self.upstream_url
 
-    # Model aliases on top of the built-in ones (core/aliases.py), JSON:
+    # Model aliases on top of the built-in ones (core/chat/aliases.py), JSON:
     # {"alias": "model"} or {"alias": ["first choice", "fallback"]}. Checked at start.
     model_aliases: str = ""
 

@@ -17,31 +17,31 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
-from core.accounts import Account, AccountPool
-from core.admin_service import AdminService, Backoffice
-from core.admission import Admission
-from core.aliases import AliasError, AliasTable
+from core.api.admin_service import AdminService, Backoffice
+from core.api.chat_service import ChatService
+from core.api.grpc_guard import MalformedRequestGuard
+from core.api.grpc_tls import server_credentials, warn_if_exposed
+from core.api.model_service import ModelService
+from core.api.response_service import ResponseStoreService
 from core.auth.cursor_auth import CursorAuth
 from core.auth.renewal import Renewer
-from core.catalog import seed_catalog
-from core.chat_service import ChatService
+from core.chat.aliases import AliasError, AliasTable
+from core.chat.catalog import seed_catalog
+from core.chat.resolve import ModelResolver
 from core.config import CoreSettings
-from core.drain import CallGate
-from core.grpc_guard import MalformedRequestGuard
-from core.grpc_tls import server_credentials, warn_if_exposed
-from core.licenses import LicenseRegistry, seed_license
-from core.limits import LocalLimits
-from core.limits_shared import SharedLimits
-from core.logs import RequestIdInterceptor
-from core.metrics import CoreMetrics, MetricsServer
-from core.model_service import ModelService
-from core.proxies import ProxyHealth
-from core.refresh import Refresher
-from core.resolve import ModelResolver
-from core.response_service import ResponseStoreService
-from core.router import Router
-from core.shared import SharedAccounts, SharedSlots
-from core.shared_load import SharedLoad
+from core.licensing.licenses import LicenseRegistry, seed_license
+from core.licensing.limits import LocalLimits
+from core.observability.logs import RequestIdInterceptor
+from core.observability.metrics import CoreMetrics, MetricsServer
+from core.pool.accounts import Account, AccountPool
+from core.pool.admission import Admission
+from core.pool.drain import CallGate
+from core.pool.proxies import ProxyHealth
+from core.pool.refresh import Refresher
+from core.pool.router import Router
+from core.shared.limits import SharedLimits
+from core.shared.load import SharedLoad
+from core.shared.state import SharedAccounts, SharedSlots
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
@@ -92,7 +92,7 @@ def server_options(settings: CoreSettings) -> list[tuple[str, int]]:
     time from the event loop. On an overloaded core the loop falls behind, calls wait past 30 s,
     and the caller gets a bare CANCELLED mid-queue: the erratic failures at 1,000 streams
     (issue 13). A queued call is now bounded by the caller's own deadline (the request timeout)
-    instead, and admission control (core/admission.py) refuses excess calls cheaply once picked up.
+    instead, and admission control (core/pool/admission.py) refuses excess calls cheaply once picked up.
     """
     unrequested = max(30, math.ceil(settings.request_timeout))
     return [*SERVER_OPTIONS, ("grpc.server_max_unrequested_time_in_server", unrequested)]

@@ -11,8 +11,8 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from core.logs import configure_logging
-from core.tracing import setup_facade_tracing
+from core.observability.logs import configure_logging
+from core.observability.tracing import setup_facade_tracing
 from facade.app import create_app
 from facade.config import load_settings
 from facade.drain import Drain

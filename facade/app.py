@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from core.tracing import untraced
+from core.observability.tracing import untraced
 from facade import anthropic_messages, health, openai_chat, openai_responses
 from facade.admin import router as admin_router
 from facade.auth_limit import AuthFailureLimitMiddleware, MemoryFailureLimiter
@@ -46,7 +46,7 @@ def create_app(settings: FacadeSettings | None = None) -> FastAPI:
         # (plain JSON) stays.
         docs_url="/docs" if settings.api_docs else None,
         redoc_url="/redoc" if settings.api_docs else None,
-        # FastAPI's OpenTelemetry spans, live only once core/tracing.py set a tracer provider.
+        # FastAPI's OpenTelemetry spans, live only once core/observability/tracing.py set a tracer provider.
         # Metrics are Prometheus' (facade/metrics.py); its logs could carry request bodies.
         telemetry={"metrics": False, "logs": False, "exclude": untraced},
     )

@@ -59,7 +59,7 @@ class FacadeSettings(BaseSettings):
     # Chat completions: reasoning inlined in `content` as <think>...</think> instead of the
     # `reasoning_content`/`reasoning` fields, for clients that read only the content.
     reasoning_inline_think: bool = False
-    # "text", or "json": one JSON object per line, with the request id (core/logs.py).
+    # "text", or "json": one JSON object per line, with the request id (core/observability/logs.py).
     log_format: Literal["text", "json"] = "text"
     # Seconds of silence on an event stream before an SSE keep-alive goes out (a comment line on
     # the OpenAI surfaces, an `event: ping` on Anthropic's), so proxies keep a thinking model's

@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from core.logs import REQUEST_ID
+from core.observability.logs import REQUEST_ID
 from cursorgate.v1 import chat_pb2_grpc, models_pb2_grpc, responses_pb2_grpc
 
 # Keepalive so a core restart or a dead TCP peer is noticed between requests, not on the next

@@ -21,7 +21,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from core.coalesce import batches
+from core.chat.coalesce import batches
 from cursorgate.v1 import chat_pb2
 from facade.errors import SERVER_ERROR, OpenAIError, from_grpc_error
 from facade.guard import ClientGone, DisconnectGuard
@@ -255,7 +255,7 @@ async def _frames(
             yield opening
         text, other = translator.text, translator.event
         # What core sent while the client was still being written to leaves merged, in one
-        # write (core/coalesce.py); alone, an event leaves at once.
+        # write (core/chat/coalesce.py); alone, an event leaves at once.
         async with contextlib.aclosing(batches(_read(call, event))) as waiting:
             async for batch in waiting:
                 out = [

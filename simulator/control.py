@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.catalog import SEED_MODELS
+from core.chat.catalog import SEED_MODELS
 
 
 @dataclass

@@ -23,7 +23,7 @@ Without directives: thinking frames for -thinking models, then a reply containin
 message verbatim; with tools offered and a tool named in the prompt, or its topic mentioned
 (`get_current_weather` for "weather"), or forced by the gateway's tool_choice instruction, a call to
 that tool with arguments built from its schema. When the system context carries the gateway's JSON
-instruction (core/structured.py), the reply is JSON: an example of the schema, or an object.
+instruction (core/chat/structured.py), the reply is JSON: an example of the schema, or an object.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from core import structured
+from core.chat import structured
 from core.upstream import instructions
 from simulator.view import ChatView, ViewToolResult
 

@@ -14,7 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from aiserver.v1 import models_pb2
-from core.catalog import THINKING_SUFFIX
+from core.chat.catalog import THINKING_SUFFIX
 from core.upstream.tokens import jwt_claims
 from simulator import script
 from simulator.config import SimulatorSettings

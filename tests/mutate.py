@@ -8,10 +8,10 @@ kill because they change nothing observable are listed, with the reason, in
 tests/mutation_equivalents.toml and left out of the score.
 
     python -m tests.mutate                      # every module
-    python -m tests.mutate core/answer.py       # some modules
+    python -m tests.mutate core/chat/answer.py  # some modules
     python -m tests.mutate --changed HEAD~1     # the modules a change touched
     python -m tests.mutate --changed HEAD~1 --gated-only   # CI: of those, the ones at 90% already
-    python -m tests.mutate --survivors core/answer.py   # re-test only what survived last time
+    python -m tests.mutate --survivors core/chat/answer.py   # re-test only what survived last time
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ GATED = (
     "core/upstream/legacy/events.py",
     "core/upstream/inference/events.py",
     "core/upstream/agent/events.py",
-    "core/answer.py",
-    "core/router.py",
-    "core/accounts.py",
-    "core/licenses.py",
-    "core/resolve.py",
+    "core/chat/answer.py",
+    "core/pool/router.py",
+    "core/pool/accounts.py",
+    "core/licensing/licenses.py",
+    "core/chat/resolve.py",
     "core/upstream/prompt.py",
     "facade/anthropic_messages/convert.py",
     "facade/openai_responses/convert.py",
@@ -103,7 +103,7 @@ def changed_modules(base: str, modules: list[str]) -> list[str] | None:
 
 
 def function_of(module: str, mutant: str) -> str:
-    """`core.answer.xǁAnswerShaperǁ_emit__mutmut_3` -> `AnswerShaper._emit`."""
+    """`core.chat.answer.xǁAnswerShaperǁ_emit__mutmut_3` -> `AnswerShaper._emit`."""
     local = mutant.removeprefix(dotted(module) + ".")
     local = re.sub(r"__mutmut_\d+$", "", local)
     if local.startswith("xǁ"):

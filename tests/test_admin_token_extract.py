@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.ide_token import TokenNotFound, default_db_path, read_token
+from core.auth.ide_token import TokenNotFound, default_db_path, read_token
 from tests.procs import ROOT, Stack
 from tests.store_backends import ADMIN_KEY, admin_stack, database_url, distinct_token
 

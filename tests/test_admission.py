@@ -1,4 +1,4 @@
-"""Admission control (core/admission.py) through the real processes: past CURSORGATE_MAX_STREAMS
+"""Admission control (core/pool/admission.py) through the real processes: past CURSORGATE_MAX_STREAMS
 and its queue a call is refused at once, before any upstream work, with a retryable status in
 the shape of the API it came in on; a queued call gets its slot when one frees."""
 
@@ -14,8 +14,8 @@ import httpx
 import pytest
 from grpc_status import rpc_status
 
-from core.admission import Admission
 from core.errors import GatewayError, error_info_from_status
+from core.pool.admission import Admission
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc, errors_pb2
 from tests.procs import Stack, start_stack
 

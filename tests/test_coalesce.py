@@ -1,4 +1,4 @@
-"""core/coalesce.py: what piles up while the consumer is busy leaves merged, content and order
+"""core/chat/coalesce.py: what piles up while the consumer is busy leaves merged, content and order
 kept; a lone event is passed on at once. By construction (events and gates), never by timing."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.coalesce import MAX_PENDING_CHARS, batches, coalesced
+from core.chat.coalesce import MAX_PENDING_CHARS, batches, coalesced
 from cursorgate.v1 import chat_pb2
 
 ChatEvent = chat_pb2.ChatEvent

@@ -58,7 +58,7 @@ async def test_disconnect_mid_stream_runs_generator_finally() -> None:
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             sent.append(message["body"])
-            # "b" ends a content delta (alone, or merged with "a": core/coalesce.py).
+            # "b" ends a content delta (alone, or merged with "a": core/chat/coalesce.py).
             if b'b"}' in message["body"]:
                 body_sent.set()
 

@@ -38,7 +38,8 @@ from schemathesis.schemas import APIOperation
 
 from aiserver.v1 import chat_pb2 as cursor
 from aiserver.v1 import tools_pb2
-from core.answer import CHARS_PER_TOKEN, AnswerShaper
+from core.api.validate import upstream_size_bound, validate_chat
+from core.chat.answer import CHARS_PER_TOKEN, AnswerShaper
 from core.upstream.images import ImageLoader
 from core.upstream.legacy.events import EventMapper
 from core.upstream.legacy.request import (
@@ -49,7 +50,6 @@ from core.upstream.legacy.request import (
     split_call_id,
 )
 from core.upstream.prompt import declared_tools, text_of
-from core.validate import upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.accounts import AccountPool
-from core.licenses import License, LicenseRegistry
-from core.secrets import hash_key
+from core.licensing.licenses import License, LicenseRegistry
+from core.licensing.secrets import hash_key
+from core.pool.accounts import AccountPool
 from core.store import Journal, Store
 from core.store.sync import sync_once
 from tests.store_backends import BACKENDS, database_url

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.errors import Code, GatewayError
-from core.licenses import License, LicenseRegistry
+from core.licensing.licenses import License, LicenseRegistry
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from cursorgate.v1 import models_pb2, models_pb2_grpc

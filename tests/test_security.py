@@ -21,8 +21,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from core.api.validate import MAX_IMAGES, MAX_TOOL_SCHEMA_BYTES, validate_chat
 from core.errors import GatewayError
-from core.validate import MAX_IMAGES, MAX_TOOL_SCHEMA_BYTES, validate_chat
 from cursorgate.v1 import chat_pb2
 from tests.procs import Stack, start_stack
 

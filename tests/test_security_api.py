@@ -16,9 +16,9 @@ import httpx
 import pytest
 from grpc_status import rpc_status
 
-from core.accounts import Account
-from core.admin_service import safe_account_proto
+from core.api.admin_service import safe_account_proto
 from core.errors import error_info_from_status
+from core.pool.accounts import Account
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, errors_pb2
 from tests.procs import Stack, start_stack
 from tests.store_backends import ADMIN_KEY

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from core.licenses import seed_license
+from core.licensing.licenses import seed_license
 from core.store import Store
 
 

@@ -21,13 +21,13 @@ from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 from PIL import Image
 
-from core.accounts import Account, AccountPool
+from core.api.validate import MAX_UPSTREAM_BYTES, upstream_size_bound, validate_chat
 from core.errors import GatewayError
-from core.router import Router
+from core.pool.accounts import Account, AccountPool
+from core.pool.router import Router
 from core.upstream.errors import RETRYABLE, Failure, UpstreamError, classify
 from core.upstream.images import ImageLoader
 from core.upstream.legacy.request import Environment, build_request
-from core.validate import MAX_UPSTREAM_BYTES, upstream_size_bound, validate_chat
 from cursorgate.v1 import chat_pb2, errors_pb2
 from tests.procs import Stack, start_stack
 

@@ -89,7 +89,7 @@ def test_thinking_model_streams_reasoning_apart(client: openai.OpenAI) -> None:
 
 
 # The model ids the gateway promises out of the box (shared/research/models.md), written out here
-# rather than read from core.catalog.SEED_MODELS: an id dropped from the catalog fails this test.
+# rather than read from core.chat.catalog.SEED_MODELS: an id dropped from the catalog fails this test.
 PROMISED_MODELS = [
     "composer-1",
     "claude-4.5-opus-high",

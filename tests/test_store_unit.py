@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from core.accounts import Account
-from core.catalog import ModelInfo
-from core.licenses import License, seed_license
-from core.secrets import hash_key
+from core.chat.catalog import ModelInfo
+from core.licensing.licenses import License, seed_license
+from core.licensing.secrets import hash_key
+from core.pool.accounts import Account
 from core.store import Journal, RequestEntry, Store, normalize_url
 from core.store.db import upgrade
 from core.store.repo import DuplicateAccount

@@ -1,5 +1,5 @@
 """Structured outputs (`response_format`, Responses `text.format`) on the real stack, and the
-checks of core/structured.py in process.
+checks of core/chat/structured.py in process.
 
 The simulator plays a compliant model: told a schema, it answers an example of it
 (simulator/script.py: every required property; strings "sim-<name>", numbers 1.5, integers 1,
@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
-from core.structured import check, strip_fences
+from core.chat.structured import check, strip_fences
 from cursorgate.v1 import chat_pb2
 from facade.openai_chat.convert import to_chat_request
 from facade.openai_chat.schemas import ChatCompletionRequest
@@ -292,7 +292,7 @@ def test_responses_strict_failure_after_reasoning_is_response_failed(client: ope
     assert failed.response.error.message.startswith("The model's answer did not conform")
 
 
-# --- core.structured in process -------------------------------------------------------------------
+# --- core.chat.structured in process -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

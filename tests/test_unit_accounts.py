@@ -1,4 +1,4 @@
-"""The account pool (core/accounts.py): which accounts are candidates and in what order, how long a
+"""The account pool (core/pool/accounts.py): which accounts are candidates and in what order, how long a
 cool-down lasts, what a disable records, and what peers and listeners are told. Expected values
 are written out."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.accounts import TRACE, Account, AccountPool, RequestTrace
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
+from core.pool.accounts import TRACE, Account, AccountPool, RequestTrace
 
 NOW = 1_800_000_000.0
 MODEL = "gpt-5.2"
@@ -15,7 +15,7 @@ MODEL = "gpt-5.2"
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.accounts.time.time", lambda: NOW)
+    monkeypatch.setattr("core.pool.accounts.time.time", lambda: NOW)
 
 
 def offering(*models: str) -> dict[str, ModelInfo]:
@@ -197,7 +197,7 @@ def test_membership() -> None:
     assert AccountPool().all() == []
 
 
-# --- replicas, plan usage and affinity (core/accounts.py), expectations written out -------------
+# --- replicas, plan usage and affinity (core/pool/accounts.py), expectations written out -------------
 
 
 def test_a_peer_enabling_an_account_uses_it_again_afresh() -> None:
@@ -309,7 +309,7 @@ def test_affinity_forgets_the_least_recently_seen_conversation_first() -> None:
 def test_the_wait_counts_a_down_proxy_and_the_cooldown_whichever_is_later() -> None:
     import time
 
-    from core.proxies import ProxyHealth
+    from core.pool.proxies import ProxyHealth
 
     health = ProxyHealth(retry_after_s=40)
     now = time.time()

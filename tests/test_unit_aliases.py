@@ -11,12 +11,12 @@ from connectrpc.errors import ConnectError
 from protobuf.wkt import Any as ConnectAny
 
 from aiserver.v1 import errors_pb2
-from core.accounts import Account, AccountPool
-from core.aliases import AliasError, AliasTable, Offer, Resolution, parse_aliases
-from core.catalog import ModelInfo, seed_catalog
+from core.chat.aliases import AliasError, AliasTable, Offer, Resolution, parse_aliases
+from core.chat.catalog import ModelInfo, seed_catalog
+from core.chat.resolve import ModelResolver
 from core.errors import Code, GatewayError
-from core.licenses import License
-from core.resolve import ModelResolver
+from core.licensing.licenses import License
+from core.pool.accounts import Account, AccountPool
 from core.upstream.errors import classify
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.answer import AnswerShaper, estimate_tokens, prompt_chars
+from core.chat.answer import AnswerShaper, estimate_tokens, prompt_chars
 from cursorgate.v1 import chat_pb2
 
 

@@ -1,4 +1,4 @@
-"""License checks (core/licenses.py): who gets in, for which model, how often and how many at once.
+"""License checks (core/licensing/licenses.py): who gets in, for which model, how often and how many at once.
 
 Hashes are written out (sha256 of the literal keys), messages and codes spelled as callers read them.
 """
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from core.errors import GatewayError
-from core.licenses import License, LicenseRegistry, key_prefix, seed_license
+from core.licensing.licenses import License, LicenseRegistry, key_prefix, seed_license
 from cursorgate.v1 import errors_pb2
 
 # sha256("sk-one") and sha256("sk-two"), from `printf sk-one | sha256sum`.
@@ -244,7 +244,7 @@ def test_registry_lookups() -> None:
 
 
 def test_a_license_expiring_this_very_second_is_expired(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.licenses.time.time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr("core.licensing.licenses.time.time", lambda: 1_800_000_000.0)
     reg, _ = registry(expires_at=1_800_000_000.0)
     with pytest.raises(GatewayError) as caught:
         reg.authenticate(ONE)

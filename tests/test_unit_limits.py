@@ -1,4 +1,4 @@
-"""core/limits.py on an injected clock: UTC calendar periods, the sliding minute, retry delays and
+"""core/licensing/limits.py on an injected clock: UTC calendar periods, the sliding minute, retry delays and
 budget resets, with the expected instants written out by hand."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from core.errors import Code, GatewayError
-from core.licenses import License
-from core.limits import LocalLimits, period_end, period_start
+from core.licensing.licenses import License
+from core.licensing.limits import LocalLimits, period_end, period_start
 
 
 def at(text: str) -> float:

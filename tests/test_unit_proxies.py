@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from core.accounts import Account, AccountPool
-from core.proxies import InvalidProxy, ProxyHealth, mask_proxy, parse_proxy
-from core.router import affinity_key
+from core.pool.accounts import Account, AccountPool
+from core.pool.proxies import InvalidProxy, ProxyHealth, mask_proxy, parse_proxy
+from core.pool.router import affinity_key
 from cursorgate.v1 import chat_pb2
 
 

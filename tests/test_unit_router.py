@@ -1,4 +1,4 @@
-"""The router's decisions (core/router.py), with a scripted upstream and a real account pool.
+"""The router's decisions (core/pool/router.py), with a scripted upstream and a real account pool.
 
 Failover before the first byte and never after, which failures disable, cool down or leave an
 account alone, the renewal retry, the transport-retry backoff, and the error when no account is
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-import core.router as router_module
-from core.accounts import Account, AccountPool
-from core.catalog import ModelInfo
+import core.pool.router as router_module
+from core.chat.catalog import ModelInfo
 from core.errors import GatewayError
-from core.router import Router
+from core.pool.accounts import Account, AccountPool
+from core.pool.router import Router
 from core.upstream.errors import Failure, UpstreamError
 from cursorgate.v1 import chat_pb2, errors_pb2
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.licenses import key_prefix
-from core.secrets import bearer, hash_key, mask, new_license
+from core.licensing.licenses import key_prefix
+from core.licensing.secrets import bearer, hash_key, mask, new_license
 
 
 def test_license_display_prefix_never_reveals_much() -> None:

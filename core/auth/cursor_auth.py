@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import httpx
 
 from core.config import CoreSettings
-from core.proxies import ClientsByProxy
+from core.pool.proxies import ClientsByProxy
 
 # OAuth answers that mean the refresh token is dead for good (agent-protocol.md §6).
 PERMANENT = frozenset(

@@ -8,9 +8,9 @@ import asyncio
 import logging
 import time
 
-from core.accounts import Account, AccountPool
 from core.auth.cursor_auth import AuthError, CursorAuth, Tokens
 from core.config import CoreSettings
+from core.pool.accounts import Account, AccountPool
 from core.upstream.tokens import jwt_claims
 
 log = logging.getLogger("cursorgate.auth")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from core.accounts import Account
-from core.catalog import ModelInfo
-from core.licenses import License
-from core.secrets import hash_key
+from core.chat.catalog import ModelInfo
+from core.licensing.licenses import License
+from core.licensing.secrets import hash_key
+from core.pool.accounts import Account
 from core.store.tables import AccountRow, LicenseRow
 
 

@@ -16,8 +16,8 @@ import logging
 from collections import Counter
 from typing import Any
 
-from core.accounts import Account
-from core.licenses import License
+from core.licensing.licenses import License
+from core.pool.accounts import Account
 from core.store.convert import account_state
 from core.store.repo import RequestEntry, Store
 

@@ -6,9 +6,9 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from core.accounts import TRACE, RequestTrace
-from core.licenses import License
-from core.metrics import UNCHECKED_MODEL, CoreMetrics
+from core.licensing.licenses import License
+from core.observability.metrics import UNCHECKED_MODEL, CoreMetrics
+from core.pool.accounts import TRACE, RequestTrace
 from core.store.repo import REJECTED, RequestEntry
 from cursorgate.v1 import chat_pb2
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from core.errors import Code, GatewayError
-from core.licenses import License
+from core.licensing.licenses import License
 from core.store.journal import Journal
 from core.store.repo import Store
 

@@ -12,9 +12,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from core.accounts import Account
-from core.licenses import License
-from core.secrets import hash_key
+from core.licensing.licenses import License
+from core.licensing.secrets import hash_key
+from core.pool.accounts import Account
 from core.store.convert import (
     SECRET_COLUMNS,
     account_from_row,
@@ -319,7 +319,7 @@ class Store:
         async with self._session.begin() as session:
             await session.execute(delete(AccountRow).where(AccountRow.id == account_id))
 
-    # --- model aliases (the admin layer; see core/aliases.py) ---
+    # --- model aliases (the admin layer; see core/chat/aliases.py) ---
 
     async def aliases(self) -> dict[str, tuple[str, ...]]:
         async with self._session() as session:

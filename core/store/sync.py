@@ -9,9 +9,9 @@ import asyncio
 import logging
 import time
 
-from core.accounts import AccountPool
-from core.aliases import AliasError, AliasTable
-from core.licenses import LicenseRegistry
+from core.chat.aliases import AliasError, AliasTable
+from core.licensing.licenses import LicenseRegistry
+from core.pool.accounts import AccountPool
 from core.store.journal import Journal
 from core.store.repo import Store
 

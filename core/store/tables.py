@@ -26,7 +26,7 @@ class LicenseRow(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     request_quota: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     requests_used: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Migration 0003_limits: rate limits and a token budget (core/limits.py); null: unlimited.
+    # Migration 0003_limits: rate limits and a token budget (core/licensing/limits.py); null: unlimited.
     rpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from connectrpc.errors import ConnectError
 
-from core.accounts import Account
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
+from core.pool.accounts import Account
 from core.upstream.errors import UpstreamError
 from cursorgate.v1 import chat_pb2
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aiserver.v1 import models_pb2
-from core.accounts import Account
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
+from core.pool.accounts import Account
 
 
 def models_from_catalog(response: models_pb2.AvailableModelsResponse) -> dict[str, ModelInfo]:

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 
-from core.accounts import Account, AccountPool
 from core.config import CoreSettings
+from core.pool.accounts import Account, AccountPool
 from core.upstream.base import AUTO, PREFERENCE, Dialect, DialectName, Probe
 from core.upstream.errors import Failure, UpstreamError
 

@@ -13,9 +13,9 @@ from typing import Any
 from connectrpc.code import Code as ConnectCode
 from connectrpc.errors import ConnectError
 
-from core.accounts import Account, AccountPool
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
 from core.config import CoreSettings
+from core.pool.accounts import Account, AccountPool
 from core.upstream.base import Dialect, Exchange, Probe
 from core.upstream.choice import DialectChooser
 from core.upstream.context import UpstreamContext

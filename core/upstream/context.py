@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import pyqwest
 
-from core.accounts import Account
 from core.config import DEFAULT_UPSTREAM_URL, CoreSettings
+from core.pool.accounts import Account
 from core.upstream.compression import FastGzip
 from core.upstream.files import FileLoader
 from core.upstream.headers import ClientIdentity

@@ -10,8 +10,8 @@ import logging
 import re
 from typing import Any
 
-from core.accounts import AccountPool
-from core.proxies import ClientsByProxy
+from core.pool.accounts import AccountPool
+from core.pool.proxies import ClientsByProxy
 from core.upstream.context import UpstreamContext
 from core.upstream.headers import cursor_headers
 

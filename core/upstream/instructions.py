@@ -12,7 +12,7 @@ REQUIRE_TOOL = "You must call at least one of the available tools in this turn."
 ONE_TOOL = "Call at most one tool in this turn."
 FORCE_TOOL = "You must call the tool `{name}` in this turn."
 FORCE_TOOL_PATTERN = r"You must call the tool `([A-Za-z0-9_-]+)` in this turn\."
-# Added for the one retry when a turn that must call a tool got text (core/chat_service.py).
+# Added for the one retry when a turn that must call a tool got text (core/api/chat_service.py).
 TOOL_RETRY = (
     "Your previous answer did not call a tool, but this turn requires a tool call. Call the tool now."
 )

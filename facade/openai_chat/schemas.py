@@ -195,7 +195,7 @@ class ChatCompletionRequest(_Model):
     n: int | None = Field(default=None, ge=1)
     # Extension: Cursor's Max mode (also asked for with a "-max" suffix on `model`).
     max_mode: bool | None = None
-    # Conveyed to core, which instructs the model and, under `strict`, validates (core/structured.py).
+    # Conveyed to core, which instructs the model and, under `strict`, validates (core/chat/structured.py).
     response_format: ResponseFormat | None = None
 
     @field_validator("n")

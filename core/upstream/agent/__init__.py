@@ -16,8 +16,8 @@ from agent.v1 import agent_pb2 as agent
 from agent.v1.agent_connect import AgentServiceClient
 from aiserver.v1 import models_pb2
 from aiserver.v1.models_connect import AiServiceClient
-from core.accounts import Account
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
+from core.pool.accounts import Account
 from core.upstream.agent.events import AgentExchange
 from core.upstream.agent.request import build_run
 from core.upstream.base import DialectName, Probe

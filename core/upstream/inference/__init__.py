@@ -22,8 +22,8 @@ from aiserver.v1 import inference_pb2 as inf
 from aiserver.v1 import models_pb2
 from aiserver.v1.inference_connect import InferenceServiceClient
 from aiserver.v1.models_connect import AiServiceClient
-from core.accounts import Account
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
+from core.pool.accounts import Account
 from core.upstream.base import PROBE_MODEL, DialectName, Probe
 from core.upstream.catalog import models_from_catalog, wire_model
 from core.upstream.context import UpstreamContext

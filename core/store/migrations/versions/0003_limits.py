@@ -1,5 +1,5 @@
 """Per-license rate limits (requests and tokens per minute) and token budgets with their period
-and usage (core/limits.py).
+and usage (core/licensing/limits.py).
 
 Revision ID: 0003_limits
 Revises: 0002_responses

@@ -25,9 +25,9 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.accounts import Account, AccountPool
 from core.errors import Code, GatewayError
-from core.licenses import License
+from core.licensing.licenses import License
+from core.pool.accounts import Account, AccountPool
 
 log = logging.getLogger("cursorgate.shared")
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from core.errors import Code, GatewayError
-from core.secrets import hash_key, keys_equal
+from core.licensing.secrets import hash_key, keys_equal
 
 
 @dataclass(slots=True)
@@ -34,7 +34,7 @@ class License:
     # The key's first characters, for display.
     key_prefix: str = ""
     revoked_at: float | None = None
-    # Rate limits and a token budget (core/limits.py); None: unlimited.
+    # Rate limits and a token budget (core/licensing/limits.py); None: unlimited.
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     token_budget: int | None = None

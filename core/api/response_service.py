@@ -9,10 +9,10 @@ from typing import Any
 import grpc
 from sqlalchemy.exc import IntegrityError
 
-from core.chat_service import INTERNAL_ERROR, metadata_value
+from core.api.chat_service import INTERNAL_ERROR, metadata_value
 from core.errors import Code, GatewayError, invalid
-from core.licenses import License, LicenseRegistry
-from core.secrets import bearer
+from core.licensing.licenses import License, LicenseRegistry
+from core.licensing.secrets import bearer
 from core.store.responses import ResponseRepo, StoredResponse
 from cursorgate.v1 import responses_pb2, responses_pb2_grpc
 

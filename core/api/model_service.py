@@ -8,13 +8,13 @@ from typing import Any
 
 import grpc
 
-from core.accounts import AccountPool
-from core.catalog import ModelInfo, owner_of
-from core.chat_service import metadata_value
+from core.api.chat_service import metadata_value
+from core.chat.catalog import ModelInfo, owner_of
+from core.chat.resolve import ModelResolver
 from core.errors import GatewayError
-from core.licenses import LicenseRegistry
-from core.resolve import ModelResolver
-from core.secrets import bearer
+from core.licensing.licenses import LicenseRegistry
+from core.licensing.secrets import bearer
+from core.pool.accounts import AccountPool
 from cursorgate.v1 import models_pb2, models_pb2_grpc
 
 CREATED = int(time.mktime((2025, 1, 1, 0, 0, 0, 0, 0, 0)))

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from core.accounts import Account, AccountPool
-from core.catalog import ModelInfo
+from core.chat.catalog import ModelInfo
 from core.config import CoreSettings
-from core.proxies import ClientsByProxy, reachable
+from core.pool.accounts import Account, AccountPool
+from core.pool.proxies import ClientsByProxy, reachable
 from core.upstream.errors import Failure, UpstreamError
 from core.upstream.headers import ClientIdentity, cursor_headers
 

@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from core.accounts import AccountPool
+from core.pool.accounts import AccountPool
 from core.upstream.errors import Failure
 
 log = logging.getLogger("cursorgate.metrics")

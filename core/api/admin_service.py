@@ -15,20 +15,20 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from core.accounts import Account, AccountPool
-from core.aliases import Alias, AliasError, Offer
+from core.api.chat_service import metadata_value
 from core.auth.cursor_auth import AuthError, Tokens, is_api_key
 from core.auth.logins import AccountLogins, Login, TooManyLogins
 from core.auth.renewal import Renewer
-from core.chat_service import metadata_value
+from core.chat.aliases import Alias, AliasError, Offer
+from core.chat.resolve import ModelResolver
 from core.config import DIALECTS
-from core.licenses import License, LicenseRegistry, key_prefix
-from core.limits import PERIODS, LocalLimits, period_end, period_start
-from core.limits_shared import SharedLimits
-from core.proxies import InvalidProxy, mask_proxy, parse_proxy
-from core.refresh import Refresher
-from core.resolve import ModelResolver
-from core.secrets import bearer, hash_key, keys_equal, mask, new_license
+from core.licensing.licenses import License, LicenseRegistry, key_prefix
+from core.licensing.limits import PERIODS, LocalLimits, period_end, period_start
+from core.licensing.secrets import bearer, hash_key, keys_equal, mask, new_license
+from core.pool.accounts import Account, AccountPool
+from core.pool.proxies import InvalidProxy, mask_proxy, parse_proxy
+from core.pool.refresh import Refresher
+from core.shared.limits import SharedLimits
 from core.store import Journal, Store
 from core.store.repo import USAGE_GROUPS, DuplicateAccount, RequestQuery
 from core.upstream.tokens import InvalidToken, jwt_claims, normalize_token
@@ -89,7 +89,7 @@ class Backoffice:
     # Seconds an admin-API login waits for the sign-in (CURSORGATE_ACCOUNT_LOGIN_TIMEOUT).
     login_timeout: float = 600.0
     # Told after licenses or accounts changed in the store, so other core replicas re-read it
-    # at once (core/shared.py, with Redis); None: they see it at their periodic sync.
+    # at once (core/shared/state.py, with Redis); None: they see it at their periodic sync.
     on_store_change: Callable[[], None] | None = None
 
     def stored(self) -> None:

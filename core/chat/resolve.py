@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from core.accounts import AccountPool
-from core.aliases import AliasTable, Offer
-from core.catalog import ModelInfo
+from core.chat.aliases import AliasTable, Offer
+from core.chat.catalog import ModelInfo
 from core.errors import Code, GatewayError, invalid
+from core.pool.accounts import AccountPool
 
 MAX_SUFFIX = "-max"
 

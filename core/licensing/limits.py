@@ -4,7 +4,7 @@ minute over a sliding 60-second window, and a token budget per calendar period i
 A chat is checked and reserved in one step when core admits it (no await in between, so
 concurrent requests cannot all take the last unit): one request, and an estimate of its prompt's
 tokens against the minute and the budget. When the call ends, however it ends, the reservation
-is settled to the tokens it really used. core/limits_shared.py keeps the same counts in Redis
+is settled to the tokens it really used. core/shared/limits.py keeps the same counts in Redis
 for several replicas. Not here: the request quota (core/store/quota.py) and the concurrency cap.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from core.errors import Code, GatewayError
-from core.licenses import License
+from core.licensing.licenses import License
 
 WINDOW_S: Final = 60.0
 PERIODS: Final = ("day", "week", "month")
@@ -115,7 +115,7 @@ class Reservation:
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     # The budget period it counts in (0: the license has no budget).
     budget_start: float = 0.0
-    # Counted in Redis (core/limits_shared.py) rather than here.
+    # Counted in Redis (core/shared/limits.py) rather than here.
     shared: bool = False
     settled: bool = False
 

@@ -9,11 +9,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from core.accounts import Account, AccountPool
-from core.admission import overloaded
 from core.errors import Code, GatewayError
-from core.proxies import mask_proxy, reachable
-from core.tracing import UpstreamSpan
+from core.observability.tracing import UpstreamSpan
+from core.pool.accounts import Account, AccountPool
+from core.pool.admission import overloaded
+from core.pool.proxies import mask_proxy, reachable
 from core.upstream.errors import Failure, UpstreamError
 from cursorgate.v1 import chat_pb2
 
@@ -76,7 +76,7 @@ class Router:
         self.renewer = renewer
         # Told of every failed attempt (the upstream error metric).
         self.on_failure = on_failure
-        # Upstream streams one account carries at once (0: no limit; core/admission.py).
+        # Upstream streams one account carries at once (0: no limit; core/pool/admission.py).
         self.max_per_account = max_per_account
 
     async def stream(

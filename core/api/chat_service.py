@@ -11,26 +11,26 @@ from typing import Any
 
 import grpc
 
-from core.admission import Admission
-from core.aliases import AliasTable
-from core.answer import AnswerShaper, estimate_tokens, prompt_chars
-from core.catalog import ModelInfo, effort_variant
-from core.coalesce import coalesced
-from core.drain import CallGate
+from core.api.validate import validate_chat
+from core.chat.aliases import AliasTable
+from core.chat.answer import AnswerShaper, estimate_tokens, prompt_chars
+from core.chat.catalog import ModelInfo, effort_variant
+from core.chat.coalesce import coalesced
+from core.chat.resolve import ModelResolver
+from core.chat.structured import add_instruction, is_strict, strict_events, validate_format
 from core.errors import Code, GatewayError, echo
-from core.licenses import License, LicenseRegistry, key_prefix
-from core.limits import LocalLimits, Reservation
-from core.limits_shared import SharedLimits
-from core.metrics import CoreMetrics
-from core.resolve import ModelResolver
-from core.router import Router
-from core.secrets import bearer
-from core.shared import SharedSlots
+from core.licensing.licenses import License, LicenseRegistry, key_prefix
+from core.licensing.limits import LocalLimits, Reservation
+from core.licensing.secrets import bearer
+from core.observability.metrics import CoreMetrics
+from core.pool.admission import Admission
+from core.pool.drain import CallGate
+from core.pool.router import Router
+from core.shared.limits import SharedLimits
+from core.shared.state import SharedSlots
 from core.store.meter import Meter, RequestSink
-from core.structured import add_instruction, is_strict, strict_events, validate_format
 from core.upstream import instructions
 from core.upstream.images import FETCH_OWNER
-from core.validate import validate_chat
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("cursorgate.chat")
@@ -70,13 +70,13 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
         self.request_log = request_log
         self.resolver = resolver or ModelResolver(router.pool, catalog, AliasTable())
         self.metrics = metrics
-        # Counts calls in flight and refuses new ones while core drains (core/drain.py).
+        # Counts calls in flight and refuses new ones while core drains (core/pool/drain.py).
         self.gate = gate if gate is not None else CallGate()
         # Per-license concurrency across replicas (Redis); None: this process' own count.
         self.shared_slots = shared_slots
-        # Per-license RPM, TPM and token budgets (core/limits.py; in Redis with replicas).
+        # Per-license RPM, TPM and token budgets (core/licensing/limits.py; in Redis with replicas).
         self.limits = limits if limits is not None else LocalLimits()
-        # Upstream streams this core serves at once, and the queue for more (core/admission.py).
+        # Upstream streams this core serves at once, and the queue for more (core/pool/admission.py).
         self.admission = admission if admission is not None else Admission(0, 0, 1.0)
 
     async def _use(self, lic: License, request: chat_pb2.ChatRequest, spend: Spend) -> None:
@@ -155,7 +155,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
     def _events(
         self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
-        if is_strict(request):  # validated, and repaired once, by core.structured
+        if is_strict(request):  # validated, and repaired once, by core.chat.structured
             return strict_events(request, lambda r: self._round(r, context))
         return self._round(request, context)
 
@@ -221,7 +221,7 @@ class ChatService(chat_pb2_grpc.ChatServiceServicer):
             async with self._slot(lic):
                 await self._use(lic, request, spend)
                 meter.admitted = True
-                # Deltas that pile up while gRPC writes merge into one message (core/coalesce.py).
+                # Deltas that pile up while gRPC writes merge into one message (core/chat/coalesce.py).
                 events = coalesced(self._events(request, context))
                 async with contextlib.aclosing(events):
                     async for event in events:

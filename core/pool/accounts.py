@@ -10,11 +10,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from core.catalog import ModelInfo
-from core.proxies import ProxyHealth
+from core.chat.catalog import ModelInfo
+from core.pool.proxies import ProxyHealth
 
 if TYPE_CHECKING:
-    from core.shared_load import SharedLoad
+    from core.shared.load import SharedLoad
 
 DEFAULT_COOLDOWN_S = 60.0
 # Conversations whose account the pool remembers (affinity); the least recently seen go first.
@@ -54,7 +54,7 @@ class Account:
     # {"renewed_at", "renewals", "error"}: the last renewal's outcome, for the admin page.
     auth_state: dict[str, object] = field(default_factory=dict)
     # The account's own outbound proxy URL ("" : the gateway's route). A secret like the token
-    # (it may carry a password): shown only through core.proxies.mask_proxy.
+    # (it may carry a password): shown only through core.pool.proxies.mask_proxy.
     proxy: str = ""
 
     def healthy(self, now: float) -> bool:
@@ -150,10 +150,10 @@ class AccountPool:
         self._affinity_entries = max(1, affinity_entries)
         # Conversation key -> the account that served it last.
         self._affine: OrderedDict[str, str] = OrderedDict()
-        # Told of each cool-down and disable this replica decides (core/shared.py passes them on
+        # Told of each cool-down and disable this replica decides (core/shared/state.py passes them on
         # to the other replicas): (account, "cool_down" or "disable", reason).
         self.on_shared_change: Callable[[Account, str, str], None] | None = None
-        # Calls in flight per account over all core replicas (core/shared_load.py, with Redis);
+        # Calls in flight per account over all core replicas (core/shared/load.py, with Redis);
         # None: this process' own counts order the candidates.
         self.shared_load: SharedLoad | None = None
 

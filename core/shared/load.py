@@ -19,8 +19,8 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.accounts import Account
-from core.shared import RENEW_LEASES
+from core.pool.accounts import Account
+from core.shared.state import RENEW_LEASES
 
 log = logging.getLogger("cursorgate.shared")
 

@@ -1,5 +1,5 @@
 """Per-license rate limits and token budgets counted in Redis (`CURSORGATE_REDIS_URL`), so that a
-limit holds across core replicas: the same rules as core/limits.py, checked and reserved by one
+limit holds across core replicas: the same rules as core/licensing/limits.py, checked and reserved by one
 Lua script (atomic in Redis) and settled by another.
 
 Per license: a sorted set of admissions (RPM), one of token entries `id:tokens` (TPM), both
@@ -19,8 +19,8 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.licenses import License
-from core.limits import (
+from core.licensing.licenses import License
+from core.licensing.limits import (
     WINDOW_S,
     LocalLimits,
     Reservation,

@@ -1,0 +1,1 @@
+"""What happens to one chat: model choice (catalog, aliases, resolve) and shaping the answer."""

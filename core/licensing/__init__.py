@@ -1,0 +1,1 @@
+"""Licenses: who gets in, their rate limits and token budgets, and handling their secrets."""

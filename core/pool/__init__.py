@@ -1,0 +1,1 @@
+"""The Cursor accounts and picking one: the pool, routing, proxies, refresh, admission, drain."""
