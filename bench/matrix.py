@@ -248,7 +248,7 @@ def summary(phase: Phase, chunk_chars: int) -> dict[str, Any]:
     ttfts = [(s.first - s.start) * 1000 for s in phase.streams if s.first is not None]
     frames = phase.chars / chunk_chars
     per_1k = {n: round(c / frames * 1000, 4) if frames else None for n, c in phase.cpu.items()}
-    gateway = phase.cpu["core"] + phase.cpu["facade"]
+    gateway = phase.cpu["core"] + phase.cpu.get("facade", 0.0)  # one process: all in "core"
     own = gateway if phase.path != "direct" else phase.cpu["loadgen"]
     errors = [s.error for s in phase.streams if s.error]
     return {
@@ -395,6 +395,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--burst-concurrency", type=int, default=16)
     p.add_argument("--paced-concurrency", type=int, default=64)
     p.add_argument("--quick", action="store_true", help="one round of 2 s phases")
+    p.add_argument(
+        "--one-process",
+        action="store_true",
+        help="core and facade in one process (python -m core.combined), counted together as core",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     args = p.parse_args(argv)
     args.dialects = [d for d in args.dialects.split(",") if d]
@@ -418,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for dialect in args.dialects:
         tmp = tempfile.mkdtemp(prefix=f"cursorgate-bench-{dialect}-")
-        print(f"{dialect}: starting simulator, core and facade...", flush=True)
-        stack = start_stack(Path(tmp), BENCH_ENV, license=LICENSE, dialect=dialect)
+        gateway = "core + facade in one process" if args.one_process else "core and facade"
+        print(f"{dialect}: starting simulator, {gateway}...", flush=True)
+        stack = start_stack(
+            Path(tmp), BENCH_ENV, license=LICENSE, dialect=dialect, one_process=args.one_process
+        )
         try:
             results[dialect] = asyncio.run(bench_dialect(args, dialect, stack))
         finally:
@@ -446,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": {"burst": args.burst_concurrency, "paced": args.paced_concurrency},
         "rounds": args.rounds,
         "seconds_per_phase": args.seconds,
+        "one_process": args.one_process,
     }
     args.out.write_text(json.dumps({"meta": meta, "dialects": results}, indent=2) + "\n")
     print()

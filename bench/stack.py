@@ -36,12 +36,12 @@ def start(tmp: Path) -> Stack:
 
 
 def processes(stack: Stack) -> dict[str, psutil.Process]:
-    return {
-        "simulator": _ps(stack.sim),
-        "core": _ps(stack.core),
-        "facade": _ps(stack.facade),
-        "loadgen": psutil.Process(),
-    }
+    """The processes to measure; a one-process gateway is counted once, as `core`."""
+    procs = {"simulator": _ps(stack.sim), "core": _ps(stack.core)}
+    if not stack.one_process:
+        procs["facade"] = _ps(stack.facade)
+    procs["loadgen"] = psutil.Process()
+    return procs
 
 
 def _ps(proc: Proc) -> psutil.Process:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from core.api.grpc_tls import TLSConfigError, server_credentials
-from core.config import admin_key_problem, load_settings
+from core.config import CoreSettings, admin_key_problem, load_settings
 from core.observability.logs import configure_logging
 from core.observability.tracing import setup_core_tracing
 from core.server import serve
@@ -23,7 +25,9 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 QUIET_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 
 
-def main() -> None:
+def prepare() -> CoreSettings:
+    """What every way of running core does first: check the settings (exit 2 with a clear
+    message), set up logging, the GIL switch interval and uvloop."""
     settings = load_settings()
     problem = admin_key_problem(settings)
     if problem is None:
@@ -45,12 +49,21 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         pass
-    setup_core_tracing()
+    return settings
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(main)
     except SecretKeyError as err:  # a clear word, not a traceback: nothing was changed
         logging.getLogger("cursorgate.core").error("%s", err)
         raise SystemExit(2) from None
+
+
+def main() -> None:
+    settings = prepare()
+    setup_core_tracing()
+    run(serve(settings))
 
 
 if __name__ == "__main__":

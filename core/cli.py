@@ -17,9 +17,10 @@ from core.supervisor import ChildSpec, Supervisor, grpc_probe, http_probe
 
 
 async def _run_all() -> int:
-    """Core and facade as two processes (plus the simulator when no Cursor token is set), kept
-    alive by the supervisor (core/supervisor.py)."""
+    """Core and facade as two processes, or one with CURSORGATE_ONE_PROCESS (plus the simulator
+    when no Cursor token is set), kept alive by the supervisor (core/supervisor.py)."""
     settings = load_settings()
+    supervisor = SupervisorSettings()
     env = dict(os.environ)
     specs: list[ChildSpec] = []
     notes: list[str] = []
@@ -43,10 +44,12 @@ async def _run_all() -> int:
         key = new_license()
         env["CURSORGATE_LICENSES"] = key
         notes.append(f"No CURSORGATE_LICENSES set: generated a license for this run: {key}")
-    specs.append(ChildSpec("core", "core", partial(grpc_probe, settings.grpc_address)))
-    specs.append(
-        ChildSpec("facade", "facade", partial(http_probe, f"http://{http_host}:{http_port}/healthz"))
-    )
+    facade_probe = partial(http_probe, f"http://{http_host}:{http_port}/healthz")
+    if supervisor.one_process:
+        specs.append(ChildSpec("gateway", "core.combined", facade_probe))
+    else:
+        specs.append(ChildSpec("core", "core", partial(grpc_probe, settings.grpc_address)))
+        specs.append(ChildSpec("facade", "facade", facade_probe))
 
     def ready() -> None:
         for note in notes:
@@ -57,7 +60,7 @@ async def _run_all() -> int:
             flush=True,
         )
 
-    return await Supervisor(env, SupervisorSettings()).run(specs, ready)
+    return await Supervisor(env, supervisor).run(specs, ready)
 
 
 def _token_extract(db: Path | None, add: bool, label: str) -> int:

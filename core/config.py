@@ -265,6 +265,9 @@ class SupervisorSettings(BaseSettings):
     crash_loop_window: float = Field(default=60.0, gt=0)
     # Seconds a (re)started child has to answer its readiness probe before it counts as crashed.
     start_timeout: float = Field(default=60.0, gt=0)
+    # Core and facade in one process (`python -m core.combined`) instead of two; the facade still
+    # reaches core over its gRPC port. See the README's "One process or two".
+    one_process: bool = False
     # JSON file the supervisor keeps its children's state in (the facade's /healthz reads it);
     # empty: a file in a private temporary directory, removed at exit.
     supervisor_status_file: str = ""

@@ -9,12 +9,13 @@ import sys
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG
 
 from core.observability.logs import configure_logging
 from core.observability.tracing import setup_facade_tracing
 from facade.app import create_app
-from facade.config import load_settings
+from facade.config import FacadeSettings, load_settings
 from facade.drain import Drain
 from facade.http_server import server_options
 
@@ -67,23 +68,10 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def main() -> None:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    settings = load_settings()
-    level = settings.log_level.upper()
-    configure_logging(level, settings.log_format)
-    banner = (
-        f"cursorgate facade: listening on http://{settings.http_host}:{settings.http_port}/cursor/v1 "
-        f"(core gRPC at {settings.core_target})"
-    )
+def uvicorn_config(app: FastAPI, settings: FacadeSettings) -> uvicorn.Config:
+    """The facade's HTTP server settings (also used by `python -m core.combined`)."""
     json_logs = settings.log_format == "json"
-    if json_logs:
-        log.info("%s", banner)  # every line of a JSON log is JSON
-    else:
-        print(banner, flush=True)
-    setup_facade_tracing()
-    app = create_app(settings)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -98,7 +86,27 @@ def main() -> None:
         # JSON logs: uvicorn's own loggers propagate to our root handler instead of its format.
         log_config=None if json_logs else LOGGING_CONFIG,
     )
-    DrainingServer(config, app.state.drain, settings.drain_timeout).run()
+
+
+def announce(settings: FacadeSettings) -> None:
+    banner = (
+        f"cursorgate facade: listening on http://{settings.http_host}:{settings.http_port}/cursor/v1 "
+        f"(core gRPC at {settings.core_target})"
+    )
+    if settings.log_format == "json":
+        log.info("%s", banner)  # every line of a JSON log is JSON
+    else:
+        print(banner, flush=True)
+
+
+def main() -> None:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    settings = load_settings()
+    configure_logging(settings.log_level.upper(), settings.log_format)
+    announce(settings)
+    setup_facade_tracing()
+    app = create_app(settings)
+    DrainingServer(uvicorn_config(app, settings), app.state.drain, settings.drain_timeout).run()
 
 
 if __name__ == "__main__":

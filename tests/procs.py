@@ -69,13 +69,15 @@ class Proc:
 
 @dataclass
 class Stack:
-    """A running gateway: simulator + core + facade, each its own process."""
+    """A running gateway: simulator + core + facade, each its own process; or, with
+    `one_process`, core and facade in one (`python -m core.combined`), both Procs naming it."""
 
     license: str
     token: str
     sim: Proc
     core: Proc
     facade: Proc
+    one_process: bool = False
 
     @property
     def base_url(self) -> str:
@@ -94,6 +96,8 @@ class Stack:
         return f"127.0.0.1:{self.core.port}"
 
     def procs(self) -> list[Proc]:
+        if self.one_process:
+            return [self.sim, self.facade]
         return [self.sim, self.core, self.facade]
 
     def logs(self) -> str:
@@ -127,8 +131,31 @@ class Stack:
         return httpx.request(method, url, json=body, headers=headers, timeout=60)
 
     def restart_core(self) -> None:
+        if self.one_process:
+            self.facade.stop()
+            self._start_gateway()
+            return
         self.core.stop()
         self.core.start()
+
+    def _start_gateway(self) -> None:
+        """One process: it listens on HTTP after core is up; both Procs track it."""
+        self.facade.start()
+        self.core.popen = self.facade.popen
+        assert self.core.popen is not None
+        wait_port(self.core.port, self.core.popen, self.core.log)
+
+    def start(self) -> None:
+        try:
+            self.sim.start()
+            if self.one_process:
+                self._start_gateway()
+            else:
+                self.core.start()
+                self.facade.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for proc in reversed(self.procs()):
@@ -141,6 +168,7 @@ def start_stack(
     *,
     license: str = "sk-test-license",
     dialect: str = "auto",
+    one_process: bool = False,
 ) -> Stack:
     tmp.mkdir(parents=True, exist_ok=True)
     token = make_jwt("auth0|user_test_primary")
@@ -163,17 +191,19 @@ def start_stack(
         "CURSORGATE_METRICS_PORT": "0",
         **(env_extra or {}),
     }
+    if one_process:
+        core = Proc("gateway", "core.combined", grpc_port, env, tmp / "gateway.log")
+        facade = Proc("gateway", "core.combined", http_port, env, tmp / "gateway.log")
+    else:
+        core = Proc("core", "core", grpc_port, env, tmp / "core.log")
+        facade = Proc("facade", "facade", http_port, env, tmp / "facade.log")
     stack = Stack(
         license=license,
         token=env["CURSOR_TOKEN"],
         sim=Proc("simulator", "simulator", sim_port, env, tmp / "simulator.log"),
-        core=Proc("core", "core", grpc_port, env, tmp / "core.log"),
-        facade=Proc("facade", "facade", http_port, env, tmp / "facade.log"),
+        core=core,
+        facade=facade,
+        one_process=one_process,
     )
-    try:
-        for proc in stack.procs():
-            proc.start()
-    except BaseException:
-        stack.stop()
-        raise
+    stack.start()
     return stack

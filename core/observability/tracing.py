@@ -75,6 +75,15 @@ def setup_facade_tracing() -> None:
         GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
 
 
+def setup_combined_tracing() -> None:
+    """`python -m core.combined`: one provider, and both ends of the gRPC hop instrumented."""
+    if setup_tracing("cursorgate"):
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
+
+        GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
+        GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
+
+
 class UpstreamSpan:
     """A span around one upstream attempt (a child of the core call's span), ended however the
     attempt ends; an UpstreamError marks it failed with its failure class."""
