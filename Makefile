@@ -15,7 +15,7 @@ UPLOT_VERSION := 1.6.32
 UPLOT_DIR     := .cache/vendor/uplot-$(UPLOT_VERSION)/node_modules/uplot
 VENDOR_DIR    := facade/admin/static/vendor
 
-.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench bench-capacity load fuzz mutate clean deploy-check image-check
+.PHONY: all install proto proto-check vendor vendor-check run core facade simulator test lint live-test bench bench-floor bench-capacity load fuzz mutate clean deploy-check image-check
 
 all: test
 
@@ -107,6 +107,10 @@ mutate: install
 # Gateway vs the simulator reached directly, per dialect and API surface (bench/matrix.py).
 bench: install
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
+
+# What grpc.aio and uvicorn alone cost per streamed frame here: the floor under `make bench`.
+bench-floor: install
+	$(BIN)/python -m bench.floor $(BENCH_ARGS)
 
 # Concurrency levels up to 1,000 streams and 2,000 idle ones (bench/run.py; bench/capacity.json).
 bench-capacity: install
