@@ -80,8 +80,11 @@ facade: install
 simulator: install
 	$(BIN)/cursorgate simulator
 
+# Test files are spread over TEST_JOBS worker processes (pytest-xdist; a file stays on one worker,
+# so its module fixtures start once); TEST_JOBS=0 runs them all in this process.
+TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check core facade simulator tests bench
