@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].endswith(("-server", "-client", "-both")):
         role, rest = argv[0], argv[1:]
+        # As core and facade run: uvloop, and the GIL handed over every 0.5 ms (core/__main__.py).
+        sys.setswitchinterval(0.0005)
+        import uvloop
+
+        uvloop.install()
         if role == "grpc-server":
             asyncio.run(_grpc_server(int(rest[0]), int(rest[1]), float(rest[2]) / 1000))
         elif role == "grpc-both":
