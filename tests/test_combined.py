@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import openai
 import psutil
 import pytest
@@ -18,7 +17,8 @@ import pytest
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
 from tests.procs import Stack, start_stack
 from tests.test_drain import SLOW, StreamInBackground, chat, wait_open_streams_zero
-from tests.test_recovery import LICENSE, START_BOUND_S, start_run, wait_for
+from tests.test_recovery import START_BOUND_S, start_run, wait_for
+from tests.test_recovery import chat as run_chat
 
 MODEL = "claude-4.5-sonnet"
 
@@ -96,12 +96,7 @@ def test_cursorgate_run_one_process(tmp_path: Path) -> None:
     try:
         wait_for("gateway ready", lambda: "ready." in run.log.read_text(), START_BOUND_S, run)
         assert set(run.status()["children"]) == {"simulator", "gateway"}
-        answer = httpx.post(
-            f"{run.base_url}/cursor/v1/chat/completions",
-            json={"model": "gpt-5.2", "messages": [{"role": "user", "content": "run marker-9e12"}]},
-            headers={"Authorization": f"Bearer {LICENSE}"},
-            timeout=30,
-        )
+        answer = run_chat(run, "run marker-9e12")
         assert answer.status_code == 200, answer.text
         assert "run marker-9e12" in answer.json()["choices"][0]["message"]["content"]
         run.popen.send_signal(signal.SIGTERM)
