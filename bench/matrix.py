@@ -275,13 +275,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, float | None]:
     d, g = direct, gateway
-    added = None
-    if g["ttft_ms"]["p50"] is not None and d["ttft_ms"]["p50"] is not None:
-        added = round(g["ttft_ms"]["p50"] - d["ttft_ms"]["p50"], 2)
+
+    def added(q: str) -> float | None:
+        if g["ttft_ms"][q] is None or d["ttft_ms"][q] is None:
+            return None
+        return round(float(g["ttft_ms"][q]) - float(d["ttft_ms"][q]), 2)
+
     return {
         "ttft_p50": _ratio(g["ttft_ms"]["p50"], d["ttft_ms"]["p50"]),
         "ttft_p99": _ratio(g["ttft_ms"]["p99"], d["ttft_ms"]["p99"]),
-        "added_ttft_p50_ms": added,
+        "added_ttft_p50_ms": added("p50"),
+        "added_ttft_p99_ms": added("p99"),
         "frames_per_s": _ratio(g["frames_per_s"], d["frames_per_s"]),
         "cpu_per_frame": _ratio(g["own_cpu_s_per_1k_frames"], d["own_cpu_s_per_1k_frames"]),
         "gateway_cpu_s_per_1k_frames": g["own_cpu_s_per_1k_frames"],
@@ -345,6 +349,38 @@ async def bench_dialect(args: argparse.Namespace, dialect: str, stack: Stack) ->
     return out
 
 
+# Issue 13's targets, each checked on the median over rounds of the figure it names: paced
+# figures at `--paced-concurrency` streams (the issue's are at 256), burst at `--burst-concurrency`.
+TARGETS = (
+    # (name, mode, ratio key, bound, "max" if the value must not exceed it, else "min")
+    ("gateway_cpu_s_per_1k_frames_paced", "paced", "gateway_cpu_s_per_1k_frames", 0.10, "max"),
+    ("added_ttft_p50_ms_paced", "paced", "added_ttft_p50_ms", 2.0, "max"),
+    ("added_ttft_p99_ms_paced", "paced", "added_ttft_p99_ms", 10.0, "max"),
+    ("burst_frames_per_s_over_direct", "burst", "frames_per_s", 1.0, "min"),
+)
+
+
+def targets(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Each target per dialect and surface: its value (median over rounds), bound, and whether met."""
+    out: dict[str, Any] = {}
+    for dialect, res in results.items():
+        for surface in args.surfaces:
+            for name, mode, key, bound, kind in TARGETS:
+                if mode not in args.modes:
+                    continue
+                value = res["ratios"][f"{mode}/{surface}"][key]["median"]
+                met = None if value is None else (value <= bound if kind == "max" else value >= bound)
+                streams = args.paced_concurrency if mode == "paced" else args.burst_concurrency
+                out.setdefault(f"{dialect}/{surface}", {})[name] = {
+                    "value": value,
+                    "target": bound,
+                    "bound": kind,
+                    "streams": streams,
+                    "met": met,
+                }
+    return out
+
+
 def commit() -> str:
     with contextlib.suppress(Exception):
         return subprocess.run(
@@ -392,8 +428,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paced-chunks", type=int, default=20, help="text frames per paced stream")
     p.add_argument("--chunk-chars", type=int, default=20)
     p.add_argument("--delay-ms", type=int, default=50, help="pause before each frame, paced")
-    p.add_argument("--burst-concurrency", type=int, default=16)
-    p.add_argument("--paced-concurrency", type=int, default=64)
+    # Issue 13's targets are set at 256 paced streams and 64 burst ones.
+    p.add_argument("--burst-concurrency", type=int, default=64)
+    p.add_argument("--paced-concurrency", type=int, default=256)
     p.add_argument("--quick", action="store_true", help="one round of 2 s phases")
     p.add_argument(
         "--one-process",
@@ -456,10 +493,13 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_phase": args.seconds,
         "one_process": args.one_process,
     }
-    args.out.write_text(json.dumps({"meta": meta, "dialects": results}, indent=2) + "\n")
+    checked = targets(results, args)
+    args.out.write_text(json.dumps({"meta": meta, "targets": checked, "dialects": results}, indent=2) + "\n")
     print()
     print("ratios: median [min-max] over rounds; gw = the gateway (core + facade) on that surface")
     print(table(results, args.modes, args.surfaces))
+    met = [t["met"] for row in checked.values() for t in row.values()]
+    print(f"\ntargets (issue 13): {met.count(True)} of {len(met)} met; see targets in {args.out.name}")
     print(f"\nwrote {args.out} in {meta['total_s']} s (commit {meta['commit']}, {meta['cpus']} cores)")
     return 0
 
