@@ -11,11 +11,11 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
 
 from core.api.admin_service import AdminService, Backoffice
 from core.api.chat_service import ChatService
@@ -39,9 +39,6 @@ from core.pool.drain import CallGate
 from core.pool.proxies import ProxyHealth
 from core.pool.refresh import Refresher
 from core.pool.router import Router
-from core.shared.limits import SharedLimits
-from core.shared.load import SharedLoad
-from core.shared.state import SharedAccounts, SharedSlots
 from core.store import Journal, Store
 from core.store.quota import QuotaLedger
 from core.store.repo import DuplicateAccount
@@ -60,6 +57,15 @@ from cursorgate.v1 import (
     responses_pb2,
     responses_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    # Redis and its clients are imported only when CURSORGATE_REDIS_URL is set (in build()):
+    # redis brings opentelemetry with it, about 8 MB of a core that does not use them.
+    from redis.asyncio import Redis
+
+    from core.shared.limits import SharedLimits
+    from core.shared.load import SharedLoad
+    from core.shared.state import SharedAccounts, SharedSlots
 
 log = logging.getLogger("cursorgate.core")
 
@@ -263,13 +269,20 @@ async def build(settings: CoreSettings) -> Core:
         interceptors.append(RequestIdInterceptor())
     server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
     gate = CallGate()
-    # One Redis client for all shared state; connections are made on first use, in start().
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    slots = SharedSlots(redis, settings.license_max_concurrent, settings.redis_slot_ttl) if redis else None
     offset = settings.limits_clock_offset
     local_limits = LocalLimits(journal.count_budget, clock=(lambda: time.time() + offset))
     limits: LocalLimits | SharedLimits = local_limits
-    if redis is not None:
+    # One Redis client for all shared state; connections are made on first use, in start().
+    redis: Redis | None = None
+    slots: SharedSlots | None = None
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        from core.shared.limits import SharedLimits
+        from core.shared.state import SharedSlots
+
+        redis = Redis.from_url(settings.redis_url)
+        slots = SharedSlots(redis, settings.license_max_concurrent, settings.redis_slot_ttl)
         limits = SharedLimits(redis, local_limits, settings.request_timeout + 60)
     chat = ChatService(
         licenses,
@@ -331,6 +344,9 @@ async def build(settings: CoreSettings) -> Core:
         admin=admin,
     )
     if redis is not None:
+        from core.shared.load import SharedLoad
+        from core.shared.state import SharedAccounts
+
         core.redis, core.slots, core.shared = redis, slots, SharedAccounts(redis, pool)
         core.load = pool.shared_load = SharedLoad(redis, settings.redis_slot_ttl)
         office.on_store_change = core.shared.store_changed

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -28,11 +28,13 @@ from core.licensing.secrets import bearer, hash_key, keys_equal, mask, new_licen
 from core.pool.accounts import Account, AccountPool
 from core.pool.proxies import InvalidProxy, mask_proxy, parse_proxy
 from core.pool.refresh import Refresher
-from core.shared.limits import SharedLimits
 from core.store import Journal, Store
 from core.store.repo import USAGE_GROUPS, DuplicateAccount, RequestQuery
 from core.upstream.tokens import InvalidToken, jwt_claims, normalize_token
 from cursorgate.v1 import admin_pb2, admin_pb2_grpc
+
+if TYPE_CHECKING:  # imported only when Redis is configured (core/server.py)
+    from core.shared.limits import SharedLimits
 
 log = logging.getLogger("cursorgate.admin")
 

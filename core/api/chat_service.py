@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -26,12 +26,14 @@ from core.observability.metrics import CoreMetrics
 from core.pool.admission import Admission
 from core.pool.drain import CallGate
 from core.pool.router import Router
-from core.shared.limits import SharedLimits
-from core.shared.state import SharedSlots
 from core.store.meter import Meter, RequestSink
 from core.upstream import instructions
 from core.upstream.images import FETCH_OWNER
 from cursorgate.v1 import chat_pb2, chat_pb2_grpc
+
+if TYPE_CHECKING:  # imported only when Redis is configured (core/server.py)
+    from core.shared.limits import SharedLimits
+    from core.shared.state import SharedSlots
 
 log = logging.getLogger("cursorgate.chat")
 

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
-from jsonschema import Draft202012Validator, SchemaError, ValidationError, validators
-from jsonschema.exceptions import best_match
 
 from core.errors import Code, GatewayError, invalid
 from cursorgate.v1 import chat_pb2
@@ -80,6 +78,9 @@ def validate_format(request: chat_pb2.ChatRequest) -> None:
             "response_format.json_schema.schema",
         )
     schema = schema_of(fmt)
+    # jsonschema (about 3 MB) is imported by the first request that brings a schema.
+    from jsonschema import Draft202012Validator, SchemaError, validators
+
     try:
         validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as err:
@@ -126,6 +127,9 @@ def check(text: str, schema: dict[str, Any]) -> tuple[str, str | None]:
         value = json.loads(cleaned)
     except json.JSONDecodeError as err:
         return cleaned, f"it is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})."
+    from jsonschema import Draft202012Validator, ValidationError, validators
+    from jsonschema.exceptions import best_match
+
     error: ValidationError | None = best_match(
         validators.validator_for(schema, default=Draft202012Validator)(schema).iter_errors(value)
     )

@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -134,6 +132,9 @@ class MetricsServer:
     collectors read the pool on the loop's thread, without locks)."""
 
     def __init__(self, metrics: CoreMetrics, host: str, port: int) -> None:
+        # hypercorn is imported only when the metrics port is on (CURSORGATE_METRICS_PORT).
+        from hypercorn.config import Config
+
         self.config = Config()
         self.config.bind = [f"{host}:{port}"]
         self.config.accesslog = None
@@ -143,6 +144,8 @@ class MetricsServer:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        from hypercorn.asyncio import serve
+
         serving = serve(self._app, self.config, shutdown_trigger=self._stop.wait)
         self._task = asyncio.create_task(serving, name="metrics-server")
         self._task.add_done_callback(self._failed)
