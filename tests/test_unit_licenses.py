@@ -5,6 +5,7 @@ Hashes are written out (sha256 of the literal keys), messages and codes spelled 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -256,3 +257,40 @@ def test_an_empty_credential_matches_no_license() -> None:
     with pytest.raises(GatewayError) as caught:
         reg.authenticate("")
     assert caught.value.message == INVALID
+
+
+class _HeldStore:
+    """charge_license answers what the test says, when the test says."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[asyncio.Event, int | None]] = []
+
+    async def charge_license(self, license_id: str, pending: int) -> int | None:
+        release, stored = self.answers.pop(0)
+        await release.wait()
+        return stored
+
+
+class _NoPending:
+    def pending_usage(self, license_id: str) -> int:
+        return 0
+
+
+async def test_out_of_order_charges_count_each_use_once() -> None:
+    """The last admitted use is answered after a refusal: the in-memory count stays the store's."""
+    from core.store.quota import QuotaLedger
+
+    store = _HeldStore()
+    admitted, refused = asyncio.Event(), asyncio.Event()
+    store.answers = [(admitted, 2), (refused, None)]
+    ledger = QuotaLedger(store, _NoPending())  # type: ignore[arg-type]
+    lic = License(id="lic_q", key_hash="h" * 64, request_quota=2, requests_used=1)
+    first = asyncio.create_task(ledger.charge(lic))
+    second = asyncio.create_task(ledger.charge(lic))
+    await asyncio.sleep(0)
+    refused.set()
+    assert await second is False
+    assert lic.requests_used == 2
+    admitted.set()
+    assert await first is True
+    assert lic.requests_used == 2  # not 3: the store's 2 already counts this use

@@ -42,5 +42,8 @@ class QuotaLedger:
         if stored is None:
             lic.requests_used = max(lic.requests_used, lic.request_quota or 0)
             return False
-        lic.requests_used = max(lic.requests_used + 1, stored + pending)
+        # stored + pending already counts this use (and every other one so far); adding one to
+        # the in-memory figure instead would count twice when concurrent charges finish out of
+        # order (a refusal may already have raised it to the quota).
+        lic.requests_used = max(lic.requests_used, stored + pending)
         return True
