@@ -4,8 +4,9 @@ facade in one process, on one event loop.
 Nothing else changes: core still listens on its gRPC port (internal callers and other facades
 keep using it), and the facade still reaches core only through that port, as a gRPC client. The
 saving is the process boundary: one interpreter, and no wake-up of a second process for each
-frame (bench/floor.py measures the gRPC hop alone at about two thirds of its cost in two
-processes). Like cli.py, this module only composes the two layers; it holds no logic of either.
+frame (bench/floor.py: the gRPC hop alone costs about two thirds as much at 64 streams, about the
+same at 256; near saturation one event loop uses one core, so two processes serve better: README,
+"One process or two"). Like cli.py, this module only composes the two layers; it holds no logic of either.
 
 Shutdown on SIGTERM/SIGINT: the facade drains first (new requests get 503, those in flight
 finish), then core stops the way `python -m core` does.
