@@ -102,9 +102,18 @@ def test_one_trace_from_facade_through_core_to_upstream(traced: tuple[Stack, Col
     assert response.status_code == 200 and "data: [DONE]" in response.text
 
     def complete(spans: list[tuple[str, Span]]) -> bool:
-        return any(s.name == "cursor.upstream" for _, s in spans) and any(
-            service == "cursorgate-facade" and s.kind == Span.SPAN_KIND_SERVER for service, s in spans
-        )
+        # Spans arrive in export batches as each one ends, children before parents: wait until every
+        # span from the upstream attempt up to a root has arrived, not just the two ends.
+        ids = {s.span_id: s for _, s in spans}
+        for _, span in spans:
+            if span.name == "cursor.upstream":
+                while span.parent_span_id:
+                    if span.parent_span_id not in ids:
+                        break
+                    span = ids[span.parent_span_id]
+                else:
+                    return True
+        return False
 
     spans = wait_for(collector, complete)
     upstream = next(s for service, s in spans if s.name == "cursor.upstream")
