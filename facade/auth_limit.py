@@ -25,6 +25,9 @@ log = logging.getLogger("facade.auth")
 
 
 class FailureLimiter(Protocol):
+    limit: int
+    lockout: float
+
     async def blocked_for(self, client: str) -> float:
         """Seconds the client must still wait (0: not blocked)."""
         ...
@@ -108,6 +111,15 @@ class AuthFailureLimitMiddleware:
                     scope.get("path", "-"),
                     count,
                 )
+                if count >= self.limiter.limit:
+                    # Once per lockout: the refusals during it are not logged, so a flood of
+                    # guesses cannot flood the log.
+                    log.warning(
+                        "%s locked out for %.0f s after %d failed authentications",
+                        client,
+                        self.limiter.lockout,
+                        count,
+                    )
             await send(message)
 
         await self.app(scope, receive, counting_send)

@@ -63,6 +63,8 @@ def test_wrong_licenses_are_limited_per_address(gateway: Stack) -> None:
 
 def test_wrong_admin_keys_are_limited_and_logged(gateway: Stack) -> None:
     settle()
+    lockout_line = f"127.0.0.1 locked out for {LOCKOUT_S:.0f} s after {LIMIT} failed authentications"
+    lockouts_before = gateway.facade.log.read_text().count(lockout_line)
     for _ in range(LIMIT):
         assert gateway.admin("GET", "/licenses", key=WRONG).status_code == 401
     blocked = gateway.admin("GET", "/licenses")  # the right key, from a locked-out address
@@ -71,6 +73,8 @@ def test_wrong_admin_keys_are_limited_and_logged(gateway: Stack) -> None:
     assert gateway.admin("GET", "/licenses").status_code == 200
     logs = gateway.facade.log.read_text()
     assert "authentication failed from 127.0.0.1 on GET /cursor/admin/api/licenses" in logs
+    # The lockout itself is logged once, not each refusal during it.
+    assert logs.count(lockout_line) == lockouts_before + 1
     assert WRONG not in logs and ADMIN_KEY not in logs
 
 
