@@ -1,5 +1,6 @@
-"""Cooldowns shared across core replicas through Redis: two real cores on one database and one
-Debian redis-server; a rate limit one core met is honoured by the other without asking Cursor."""
+"""Cooldowns and conversation affinity shared across core replicas through Redis: two real cores on
+one database and one Debian redis-server; a rate limit one core met is honoured by the other
+without asking Cursor, and a conversation keeps its account whichever core serves it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.cluster import redis_server
 from tests.procs import Proc, Stack, free_port, start_stack
+from tests.store_backends import distinct_token
 
 MODEL = "claude-4.5-sonnet"
 
@@ -99,6 +101,69 @@ def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Pa
         assert refused.json()["error"]["code"] == "no_account_available"
         assert len(stack.chat_requests()) == upstream_calls
         assert "disabled by another replica" in core_b.log.read_text()
+    finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
+
+
+def test_a_conversation_keeps_its_account_on_the_other_core(tmp_path: Path, redis_url: str) -> None:
+    admin_key = "adm-shared-affinity-0123456789"
+    env = {
+        "CURSORGATE_REDIS_URL": redis_url,
+        "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
+        "CURSORGATE_POOL_AFFINITY": "true",
+        "CURSORGATE_ADMIN_KEY": admin_key,
+    }
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    root_b = f"http://127.0.0.1:{facade_b.port}"
+    headers = {"authorization": f"Bearer {admin_key}"}
+
+    def served_by(root: str) -> str:
+        """The account of the last request the core behind this facade logged."""
+        answer = httpx.get(f"{root}/cursor/admin/api/requests?limit=1", headers=headers, timeout=30)
+        (entry,) = answer.json()["requests"]
+        assert entry["outcome"] == "ok", entry
+        return str(entry["account_id"])
+
+    def converse(root: str, key: str) -> str:
+        answer = httpx.post(
+            f"{root}/cursor/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": f"a new opening for {key}"}],
+                "prompt_cache_key": key,
+            },
+            headers={"authorization": f"Bearer {stack.license}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return served_by(root)
+
+    try:
+        core_b.start()
+        facade_b.start()
+        for i in range(2):
+            added = stack.admin("POST", "/accounts", {"token": distinct_token(f"auth0|user_affine_{i}")})
+            assert added.status_code == 201, added.text
+        deadline = time.monotonic() + 10  # core B re-reads the store when core A announces it
+        while len(httpx.get(f"{root_b}/cursor/admin/api/accounts", headers=headers).json()["accounts"]) < 3:
+            assert time.monotonic() < deadline, "core B never saw the accounts added through core A"
+            time.sleep(0.2)
+
+        # Four conversations through core A spread over the three accounts (least recently used
+        # first), so at least two of them share one.
+        keys = [f"conversation-{i}" for i in range(4)]
+        on_a = {key: converse(stack.root_url, key) for key in keys}
+        assert len(set(on_a.values())) == 3, on_a
+        pair = next([k, other] for k in keys for other in keys if k < other and on_a[k] == on_a[other])
+        time.sleep(0.5)  # published in the background
+
+        # Through core B, each keeps its account. The pair comes first, back to back: without what
+        # core A announced, core B would never give a new conversation the account it just used.
+        for key in pair + [k for k in keys if k not in pair]:
+            assert converse(root_b, key) == on_a[key], key
     finally:
         facade_b.stop()
         core_b.stop()

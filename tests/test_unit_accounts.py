@@ -306,6 +306,41 @@ def test_affinity_forgets_the_least_recently_seen_conversation_first() -> None:
     assert AccountPool([a], affinity=True, affinity_entries=0)._affinity_entries == 1
 
 
+def test_only_a_new_account_for_a_conversation_is_announced_to_the_other_replicas() -> None:
+    a, b = Account(id="a", token="t"), Account(id="b", token="t")
+    pool = AccountPool([a, b], affinity=True)
+    told: list[tuple[str, str]] = []
+    pool.on_affinity_change = lambda key, account: told.append((key, account))
+    pool.remember("conv", a)
+    pool.remember("conv", a)  # a later turn on the same account: nothing new to say
+    pool.remember("conv", b)
+    pool.remember("other", b)
+    pool.remember("", a)
+    assert told == [("conv", "a"), ("conv", "b"), ("other", "b")]
+    off = AccountPool([a, b], affinity=False)
+    off.on_affinity_change = lambda key, account: told.append((key, account))
+    off.remember("conv", a)
+    assert len(told) == 3
+
+
+def test_a_conversation_another_replica_served_follows_its_account_here() -> None:
+    a, b = Account(id="a", token="t"), Account(id="b", token="t", last_used=10**10)
+    pool = AccountPool([a, b], affinity=True, affinity_entries=2)
+    told: list[tuple[str, str]] = []
+    pool.on_affinity_change = lambda key, account: told.append((key, account))
+    assert pool.remember_from_peer("conv", "b") is True
+    assert [x.id for x in pool.candidates("m", "conv")] == ["b", "a"]
+    assert told == []  # a peer's news is not passed back on
+    # An account this replica does not have, or no key: nothing kept.
+    assert pool.remember_from_peer("elsewhere", "zz") is False
+    assert pool.remember_from_peer("", "a") is False
+    assert pool.affine_account("elsewhere") == "" and pool.affine_account("") == ""
+    # The peer's entries count toward the same bound, least recently seen first out.
+    assert pool.remember_from_peer("two", "a") and pool.remember_from_peer("three", "a")
+    assert pool.affine_account("conv") == "" and pool.affine_account("three") == "a"
+    assert AccountPool([a, b], affinity=False).remember_from_peer("conv", "b") is False
+
+
 def test_the_wait_counts_a_down_proxy_and_the_cooldown_whichever_is_later() -> None:
     import time
 

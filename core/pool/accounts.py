@@ -150,6 +150,9 @@ class AccountPool:
         self._affinity_entries = max(1, affinity_entries)
         # Conversation key -> the account that served it last.
         self._affine: OrderedDict[str, str] = OrderedDict()
+        # Told when a conversation gets a new account here (core/shared/state.py passes it on, so
+        # the other replicas send the conversation's next requests to the same account): (key, id).
+        self.on_affinity_change: Callable[[str, str], None] | None = None
         # Told of each cool-down and disable this replica decides (core/shared/state.py passes them on
         # to the other replicas): (account, "cool_down" or "disable", reason).
         self.on_shared_change: Callable[[Account, str, str], None] | None = None
@@ -199,7 +202,22 @@ class AccountPool:
         """The conversation was served by `account`: its next requests go there too."""
         if not self.affinity or not affinity_key:
             return
-        self._affine[affinity_key] = account.id
+        changed = self._affine.get(affinity_key) != account.id
+        self._set_affine(affinity_key, account.id)
+        # Only a change is announced: a conversation's later turns on the same account cost nothing.
+        if changed and self.on_affinity_change is not None:
+            self.on_affinity_change(affinity_key, account.id)
+
+    def remember_from_peer(self, affinity_key: str, account_id: str) -> bool:
+        """Another replica served the conversation on `account_id`. False (nothing kept) when
+        affinity is off here or the account is not in this replica's pool."""
+        if not self.affinity or not affinity_key or account_id not in self._accounts:
+            return False
+        self._set_affine(affinity_key, account_id)
+        return True
+
+    def _set_affine(self, affinity_key: str, account_id: str) -> None:
+        self._affine[affinity_key] = account_id
         self._affine.move_to_end(affinity_key)
         while len(self._affine) > self._affinity_entries:
             self._affine.popitem(last=False)

@@ -1,7 +1,8 @@
 """State shared across core replicas through Redis (`CURSORGATE_REDIS_URL`): account cooldowns and
 disables, so that a rate limit or a rejected token one replica met is honoured by all at once
-instead of each finding it out upstream; and per-license concurrency slots, so a cap of N holds
-across replicas.
+instead of each finding it out upstream; conversation affinity (`CURSORGATE_POOL_AFFINITY`), so a
+conversation keeps its account whichever replica serves its next request; and per-license
+concurrency slots, so a cap of N holds across replicas.
 
 Each cool-down and disable is published on a channel that every replica listens to. A replica that
 starts later reads them from the shared store, which has them persisted within a second. Redis
@@ -57,6 +58,8 @@ class SharedAccounts:
 
     async def start(self) -> None:
         self.pool.on_shared_change = self.publish
+        if self.pool.affinity:
+            self.pool.on_affinity_change = self.publish_affinity
         self._listener = asyncio.create_task(self._listen(), name="shared-accounts")
         with contextlib.suppress(TimeoutError):  # serve anyway: Redis may come later
             async with asyncio.timeout(5):
@@ -73,14 +76,22 @@ class SharedAccounts:
                 "reason": reason,
             }
         )
-        task = asyncio.get_running_loop().create_task(self._write(payload))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._send(payload)
+
+    def publish_affinity(self, key: str, account_id: str) -> None:
+        """AccountPool.on_affinity_change: a conversation's new account, to the others. Not stored:
+        a replica that starts later learns conversations as they come (the map is a cache)."""
+        payload = json.dumps({"replica": self.replica, "kind": "affine", "key": key, "account": account_id})
+        self._send(payload)
 
     def store_changed(self) -> None:
         """Backoffice.on_store_change: the others re-read the store (a license created or
         revoked, an account added or removed here)."""
         payload = json.dumps({"replica": self.replica, "kind": "sync"})
+        self._send(payload)
+
+    def _send(self, payload: str) -> None:
+        """Publishes in the background: the request that caused it does not wait on Redis."""
         task = asyncio.get_running_loop().create_task(self._write(payload))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -113,6 +124,9 @@ class SharedAccounts:
             return
         if data["kind"] == "sync":
             self._sync_soon()
+            return
+        if data["kind"] == "affine":
+            self.pool.remember_from_peer(str(data["key"]), str(data["account"]))
             return
         account, reason = str(data["account"]), str(data["reason"])
         if data["kind"] == "enable":
