@@ -286,6 +286,9 @@ def test_affinity_off_or_without_a_key_remembers_nothing() -> None:
     off = AccountPool([a, b], affinity=False)
     off.remember("conv", b)
     assert off.affine_account("conv") == "" and [x.id for x in off.candidates("m", "conv")] == ["a", "b"]
+    by_default = AccountPool([a, b])  # affinity is opt-in (CURSORGATE_POOL_AFFINITY)
+    by_default.remember("conv", b)
+    assert by_default.affine_account("conv") == ""
     on = AccountPool([a, b], affinity=True)
     on.remember("", b)
     assert on.affine_account("") == ""
