@@ -108,7 +108,8 @@ class CoreSettings(BaseSettings):
     pool_near_limit_percent: float = Field(default=90.0, ge=0, le=100)
     # Conversation affinity: the same conversation (OpenAI prompt_cache_key/user, Anthropic
     # metadata.user_id, else a hash of its first messages) goes to the same account while that
-    # account is healthy, so Cursor's prompt cache helps. Remembered for this many conversations.
+    # account is healthy, so Cursor's prompt cache helps. Remembered for this many conversations;
+    # with a Redis URL, shared by every core replica (core/shared/state.py).
     pool_affinity: bool = False
     pool_affinity_entries: int = Field(default=10_000, ge=1)
     # Seconds an admin-API login (POST /cursor/admin/api/accounts/login) waits for the sign-in.
