@@ -1,6 +1,7 @@
-"""Cooldowns and conversation affinity shared across core replicas through Redis: two real cores on
-one database and one Debian redis-server; a rate limit one core met is honoured by the other
-without asking Cursor, and a conversation keeps its account whichever core serves it."""
+"""Cooldowns, proxy outages and conversation affinity shared across core replicas through Redis: two
+real cores on one database and one Debian redis-server; a rate limit one core met is honoured by
+the other without asking Cursor, a proxy one core found dead is skipped by the other, and a
+conversation keeps its account whichever core serves it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.cluster import redis_server
 from tests.procs import Proc, Stack, free_port, start_stack
+from tests.socks_proxy import PROXY_PASSWORD, SocksProxy
 from tests.store_backends import distinct_token
 
 MODEL = "claude-4.5-sonnet"
@@ -102,6 +104,69 @@ def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Pa
         assert len(stack.chat_requests()) == upstream_calls
         assert "disabled by another replica" in core_b.log.read_text()
     finally:
+        facade_b.stop()
+        core_b.stop()
+        stack.stop()
+
+
+def test_a_proxy_one_core_found_down_is_skipped_by_the_other(tmp_path: Path, redis_url: str) -> None:
+    admin_key = "adm-shared-proxy-0123456789"
+    env = {
+        "CURSORGATE_REDIS_URL": redis_url,
+        "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
+        "CURSORGATE_ADMIN_KEY": admin_key,
+        "CURSORGATE_PROXY_RETRY_AFTER": "120",
+    }
+    stack = start_stack(tmp_path, env)
+    core_b, facade_b = second_replica(stack, tmp_path)
+    proxy = SocksProxy(free_port(), tmp_path / "proxy.log")
+    headers = {"authorization": f"Bearer {admin_key}"}
+
+    def proxied_on(root: str) -> dict[str, object]:
+        listed = httpx.get(f"{root}/cursor/admin/api/accounts", headers=headers, timeout=30).json()
+        return next(a for a in listed["accounts"] if a["label"] == "proxied")
+
+    try:
+        core_b.start()
+        facade_b.start()
+        root_b = f"http://127.0.0.1:{facade_b.port}"
+        proxy.start()
+        body: dict[str, object] = {
+            "token": distinct_token("auth0|user_shared_proxy"),
+            "label": "proxied",
+            "proxy": proxy.url,
+        }
+        assert stack.admin("POST", "/accounts", body).status_code == 201
+        deadline = time.monotonic() + 10  # core B re-reads the store when core A announces it
+        while not any(
+            a["label"] == "proxied"
+            for a in httpx.get(f"{root_b}/cursor/admin/api/accounts", headers=headers).json()["accounts"]
+        ):
+            assert time.monotonic() < deadline, "core B never saw the account added through core A"
+            time.sleep(0.2)
+
+        # The proxy dies. Core A finds out when the account's turn comes (least recently used), and
+        # fails the request over to the other account.
+        proxy.kill()
+        for _ in range(3):
+            assert ask(stack.base_url, stack.license).status_code == 200
+            if proxied_on(stack.root_url).get("proxy_down_until"):
+                break
+        found = proxied_on(stack.root_url)
+        assert found.get("proxy_down_until"), found
+
+        # Core B, which has served nothing, holds the proxy down until the same time.
+        deadline = time.monotonic() + 5
+        while not (told := proxied_on(root_b)).get("proxy_down_until"):
+            assert time.monotonic() < deadline, f"core B never heard of it: {told['proxy_error']!r}"
+            time.sleep(0.1)
+        assert told["proxy_down_until"] == found["proxy_down_until"]
+        assert told["proxy_error"] == found["proxy_error"]
+        log_b = core_b.log.read_text()
+        assert "marked down by another replica" in log_b and PROXY_PASSWORD not in log_b
+        assert ask(f"{root_b}/cursor/v1", stack.license).status_code == 200
+    finally:
+        proxy.kill()
         facade_b.stop()
         core_b.stop()
         stack.stop()

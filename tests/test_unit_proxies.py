@@ -8,7 +8,7 @@ import time
 import pytest
 
 from core.pool.accounts import Account, AccountPool
-from core.pool.proxies import InvalidProxy, ProxyHealth, mask_proxy, parse_proxy
+from core.pool.proxies import InvalidProxy, ProxyDown, ProxyHealth, mask_proxy, parse_proxy, proxy_id
 from core.pool.router import affinity_key
 from cursorgate.v1 import chat_pb2
 
@@ -67,6 +67,37 @@ def test_accounts_behind_a_down_proxy_are_skipped_until_the_retry_time() -> None
     assert [a.id for a in pool.candidates("m")] == ["direct"]
     direct.enabled = False
     assert 59 <= pool.next_available_in("m") <= 60
+
+
+def test_an_outage_found_here_is_told_and_one_found_elsewhere_is_kept_if_later() -> None:
+    health = ProxyHealth(retry_after_s=60)
+    told: list[tuple[str, float, str]] = []
+    health.on_down = lambda url, until, reason: told.append((url, until, reason))
+    before = time.time()
+    until = health.mark_down("socks5://p:1080", "refused")
+    assert before + 60 <= until <= time.time() + 60
+    assert told == [("socks5://p:1080", until, "refused")]
+
+    # A peer's outage ending earlier than the one held here changes nothing; a later one wins.
+    assert health.mark_down_from_peer("socks5://p:1080", until - 10, "peer: earlier") is False
+    assert health.mark_down_from_peer("socks5://p:1080", until, "peer: same") is False
+    assert health.last("socks5://p:1080") == ProxyDown(until, "refused")
+    assert health.mark_down_from_peer("socks5://p:1080", until + 10, "peer: later") is True
+    assert health.last("socks5://p:1080") == ProxyDown(until + 10, "peer: later")
+    # A proxy not known down here takes the peer's outage as it is; nothing is told back.
+    assert health.mark_down_from_peer("http://q:3128", before + 5, "peer") is True
+    assert health.down("http://q:3128", before) == ProxyDown(before + 5, "peer")
+    assert health.down("http://q:3128", before + 5) is None
+    assert len(told) == 1
+
+
+def test_a_proxy_is_named_between_replicas_without_its_credentials() -> None:
+    url = "socks5://alice:pw-Secret@127.0.0.1:1080"
+    name = proxy_id(url)
+    # SHA-256 of the URL, its first 32 hex digits (sha256sum gives the same).
+    assert name == "583a2b32a2f8b0fdf7814bcc70e88a98"
+    assert name != proxy_id("socks5://alice:other@127.0.0.1:1080")
+    assert "alice" not in name and "Secret" not in name and "1080" not in name
 
 
 def usage(spend: object, limit: object = 2000, percent: object = None) -> dict[str, object]:

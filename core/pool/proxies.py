@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +82,11 @@ async def reachable(url: str) -> bool:
     return True
 
 
+def proxy_id(url: str) -> str:
+    """A stable name for a proxy that does not carry its credentials: what replicas exchange."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
 @dataclass(slots=True)
 class ProxyDown:
     until: float
@@ -87,16 +94,30 @@ class ProxyDown:
 
 
 class ProxyHealth:
-    """Which proxies are down and until when (in memory, per core process)."""
+    """Which proxies are down and until when (in memory; with Redis, core/shared/state.py tells the
+    other core replicas of each outage found here)."""
 
     def __init__(self, retry_after_s: float = 30.0) -> None:
         self.retry_after_s = retry_after_s
         self._down: dict[str, ProxyDown] = {}
+        # Told of each outage this process finds: (url, until, reason).
+        self.on_down: Callable[[str, float, str], None] | None = None
 
     def mark_down(self, url: str, reason: str) -> float:
         until = time.time() + self.retry_after_s
         self._down[url] = ProxyDown(until, reason)
+        if self.on_down is not None:
+            self.on_down(url, until, reason)
         return until
+
+    def mark_down_from_peer(self, url: str, until: float, reason: str) -> bool:
+        """Another replica found the proxy down until `until`. False (nothing changed) when this
+        process already holds it down at least that long."""
+        current = self._down.get(url)
+        if current is not None and current.until >= until:
+            return False
+        self._down[url] = ProxyDown(until, reason)
+        return True
 
     def mark_up(self, url: str) -> None:
         self._down.pop(url, None)

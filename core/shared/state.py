@@ -1,8 +1,8 @@
 """State shared across core replicas through Redis (`CURSORGATE_REDIS_URL`): account cooldowns and
 disables, so that a rate limit or a rejected token one replica met is honoured by all at once
-instead of each finding it out upstream; conversation affinity (`CURSORGATE_POOL_AFFINITY`), so a
-conversation keeps its account whichever replica serves its next request; and per-license
-concurrency slots, so a cap of N holds across replicas.
+instead of each finding it out upstream; proxies found down, likewise; conversation affinity
+(`CURSORGATE_POOL_AFFINITY`), so a conversation keeps its account whichever replica serves its
+next request; and per-license concurrency slots, so a cap of N holds across replicas.
 
 Each cool-down and disable is published on a channel that every replica listens to. A replica that
 starts later reads them from the shared store, which has them persisted within a second. Redis
@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from core.errors import Code, GatewayError
 from core.licensing.licenses import License
 from core.pool.accounts import Account, AccountPool
+from core.pool.proxies import mask_proxy, proxy_id
 
 log = logging.getLogger("cursorgate.shared")
 
@@ -58,6 +59,7 @@ class SharedAccounts:
 
     async def start(self) -> None:
         self.pool.on_shared_change = self.publish
+        self.pool.proxies.on_down = self.publish_proxy_down
         if self.pool.affinity:
             self.pool.on_affinity_change = self.publish_affinity
         self._listener = asyncio.create_task(self._listen(), name="shared-accounts")
@@ -83,6 +85,12 @@ class SharedAccounts:
         a replica that starts later learns conversations as they come (the map is a cache)."""
         payload = json.dumps({"replica": self.replica, "kind": "affine", "key": key, "account": account_id})
         self._send(payload)
+
+    def publish_proxy_down(self, url: str, until: float, reason: str) -> None:
+        """ProxyHealth.on_down: the others skip the proxy's accounts too, without each waiting on a
+        dead proxy first. The proxy goes by a hash: its URL may carry a password."""
+        payload = {"kind": "proxy_down", "proxy": proxy_id(url), "until": until, "reason": reason}
+        self._send(json.dumps({"replica": self.replica, **payload}))
 
     def store_changed(self) -> None:
         """Backoffice.on_store_change: the others re-read the store (a license created or
@@ -128,6 +136,9 @@ class SharedAccounts:
         if data["kind"] == "affine":
             self.pool.remember_from_peer(str(data["key"]), str(data["account"]))
             return
+        if data["kind"] == "proxy_down":
+            self._proxy_down(str(data["proxy"]), float(data["until"]), str(data["reason"]))
+            return
         account, reason = str(data["account"]), str(data["reason"])
         if data["kind"] == "enable":
             if self.pool.enable_from_peer(account):
@@ -137,6 +148,12 @@ class SharedAccounts:
                 log.info("account %s disabled by another replica", account)
         elif self.pool.cool_down_from_peer(account, float(data["until"]), reason):
             log.info("account %s cooled down by another replica", account)
+
+    def _proxy_down(self, proxy: str, until: float, reason: str) -> None:
+        urls = {a.proxy for a in self.pool.all() if a.proxy and proxy_id(a.proxy) == proxy}
+        for url in urls:  # none: no account here uses that proxy
+            if self.pool.proxies.mark_down_from_peer(url, until, reason):
+                log.info("proxy %s marked down by another replica", mask_proxy(url))
 
     async def _listen(self) -> None:
         delay = RESUBSCRIBE_S
