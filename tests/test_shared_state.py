@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -109,41 +110,71 @@ def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Pa
         stack.stop()
 
 
-def test_a_proxy_one_core_found_down_is_skipped_by_the_other(tmp_path: Path, redis_url: str) -> None:
-    admin_key = "adm-shared-proxy-0123456789"
-    env = {
-        "CURSORGATE_REDIS_URL": redis_url,
-        "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
-        "CURSORGATE_ADMIN_KEY": admin_key,
-        "CURSORGATE_PROXY_RETRY_AFTER": "120",
-    }
-    stack = start_stack(tmp_path, env)
-    core_b, facade_b = second_replica(stack, tmp_path)
-    proxy = SocksProxy(free_port(), tmp_path / "proxy.log")
-    headers = {"authorization": f"Bearer {admin_key}"}
+ADMIN_KEY = "adm-shared-state-0123456789"
 
-    def proxied_on(root: str) -> dict[str, object]:
-        listed = httpx.get(f"{root}/cursor/admin/api/accounts", headers=headers, timeout=30).json()
-        return next(a for a in listed["accounts"] if a["label"] == "proxied")
 
-    try:
-        core_b.start()
-        facade_b.start()
-        root_b = f"http://127.0.0.1:{facade_b.port}"
-        proxy.start()
-        body: dict[str, object] = {
-            "token": distinct_token("auth0|user_shared_proxy"),
-            "label": "proxied",
-            "proxy": proxy.url,
+class TwoCores:
+    """Core A (with its facade) and core B (with its own) on one database and one Redis, with an
+    admin key, the hourly store sync pushed out of the way: only Redis explains what B knows."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, extra: dict[str, str]) -> None:
+        env = {
+            "CURSORGATE_REDIS_URL": redis_url,
+            "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
+            "CURSORGATE_ADMIN_KEY": ADMIN_KEY,
+            **extra,
         }
-        assert stack.admin("POST", "/accounts", body).status_code == 201
-        deadline = time.monotonic() + 10  # core B re-reads the store when core A announces it
-        while not any(
-            a["label"] == "proxied"
-            for a in httpx.get(f"{root_b}/cursor/admin/api/accounts", headers=headers).json()["accounts"]
-        ):
+        self.a = start_stack(tmp_path, env)
+        self.core_b, self.facade_b = second_replica(self.a, tmp_path)
+        self.root_b = f"http://127.0.0.1:{self.facade_b.port}"
+        try:
+            self.core_b.start()
+            self.facade_b.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def accounts(self, root: str) -> list[dict[str, Any]]:
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+        listed = httpx.get(f"{root}/cursor/admin/api/accounts", headers=headers, timeout=30)
+        accounts: list[dict[str, Any]] = listed.json()["accounts"]
+        return accounts
+
+    def add_account(self, body: dict[str, object]) -> None:
+        """Added through core A; core B re-reads the store when A announces it."""
+        assert self.a.admin("POST", "/accounts", body).status_code == 201
+        count = len(self.accounts(self.a.root_url))
+        deadline = time.monotonic() + 10
+        while len(self.accounts(self.root_b)) < count:
             assert time.monotonic() < deadline, "core B never saw the account added through core A"
             time.sleep(0.2)
+
+    def served_by(self, root: str) -> str:
+        """The account of the last request the core behind this facade logged."""
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+        answer = httpx.get(f"{root}/cursor/admin/api/requests?limit=1", headers=headers, timeout=30)
+        (entry,) = answer.json()["requests"]
+        assert entry["outcome"] == "ok", entry
+        return str(entry["account_id"])
+
+    def stop(self) -> None:
+        self.facade_b.stop()
+        self.core_b.stop()
+        self.a.stop()
+
+
+def test_a_proxy_one_core_found_down_is_skipped_by_the_other(tmp_path: Path, redis_url: str) -> None:
+    cores = TwoCores(tmp_path, redis_url, {"CURSORGATE_PROXY_RETRY_AFTER": "120"})
+    stack = cores.a
+    proxy = SocksProxy(free_port(), tmp_path / "proxy.log")
+
+    def proxied_on(root: str) -> dict[str, Any]:
+        return next(a for a in cores.accounts(root) if a["label"] == "proxied")
+
+    try:
+        proxy.start()
+        token = distinct_token("auth0|user_shared_proxy")
+        cores.add_account({"token": token, "label": "proxied", "proxy": proxy.url})
 
         # The proxy dies. Core A finds out when the account's turn comes (least recently used), and
         # fails the request over to the other account.
@@ -157,40 +188,21 @@ def test_a_proxy_one_core_found_down_is_skipped_by_the_other(tmp_path: Path, red
 
         # Core B, which has served nothing, holds the proxy down until the same time.
         deadline = time.monotonic() + 5
-        while not (told := proxied_on(root_b)).get("proxy_down_until"):
+        while not (told := proxied_on(cores.root_b)).get("proxy_down_until"):
             assert time.monotonic() < deadline, f"core B never heard of it: {told['proxy_error']!r}"
             time.sleep(0.1)
         assert told["proxy_down_until"] == found["proxy_down_until"]
         assert told["proxy_error"] == found["proxy_error"]
-        log_b = core_b.log.read_text()
+        log_b = cores.core_b.log.read_text()
         assert "marked down by another replica" in log_b and PROXY_PASSWORD not in log_b
-        assert ask(f"{root_b}/cursor/v1", stack.license).status_code == 200
+        assert ask(f"{cores.root_b}/cursor/v1", stack.license).status_code == 200
     finally:
         proxy.kill()
-        facade_b.stop()
-        core_b.stop()
-        stack.stop()
+        cores.stop()
 
 
 def test_a_conversation_keeps_its_account_on_the_other_core(tmp_path: Path, redis_url: str) -> None:
-    admin_key = "adm-shared-affinity-0123456789"
-    env = {
-        "CURSORGATE_REDIS_URL": redis_url,
-        "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
-        "CURSORGATE_POOL_AFFINITY": "true",
-        "CURSORGATE_ADMIN_KEY": admin_key,
-    }
-    stack = start_stack(tmp_path, env)
-    core_b, facade_b = second_replica(stack, tmp_path)
-    root_b = f"http://127.0.0.1:{facade_b.port}"
-    headers = {"authorization": f"Bearer {admin_key}"}
-
-    def served_by(root: str) -> str:
-        """The account of the last request the core behind this facade logged."""
-        answer = httpx.get(f"{root}/cursor/admin/api/requests?limit=1", headers=headers, timeout=30)
-        (entry,) = answer.json()["requests"]
-        assert entry["outcome"] == "ok", entry
-        return str(entry["account_id"])
+    cores = TwoCores(tmp_path, redis_url, {"CURSORGATE_POOL_AFFINITY": "true"})
 
     def converse(root: str, key: str) -> str:
         answer = httpx.post(
@@ -200,27 +212,20 @@ def test_a_conversation_keeps_its_account_on_the_other_core(tmp_path: Path, redi
                 "messages": [{"role": "user", "content": f"a new opening for {key}"}],
                 "prompt_cache_key": key,
             },
-            headers={"authorization": f"Bearer {stack.license}"},
+            headers={"authorization": f"Bearer {cores.a.license}"},
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
-        return served_by(root)
+        return cores.served_by(root)
 
     try:
-        core_b.start()
-        facade_b.start()
         for i in range(2):
-            added = stack.admin("POST", "/accounts", {"token": distinct_token(f"auth0|user_affine_{i}")})
-            assert added.status_code == 201, added.text
-        deadline = time.monotonic() + 10  # core B re-reads the store when core A announces it
-        while len(httpx.get(f"{root_b}/cursor/admin/api/accounts", headers=headers).json()["accounts"]) < 3:
-            assert time.monotonic() < deadline, "core B never saw the accounts added through core A"
-            time.sleep(0.2)
+            cores.add_account({"token": distinct_token(f"auth0|user_affine_{i}")})
 
         # Four conversations through core A spread over the three accounts (least recently used
         # first), so at least two of them share one.
         keys = [f"conversation-{i}" for i in range(4)]
-        on_a = {key: converse(stack.root_url, key) for key in keys}
+        on_a = {key: converse(cores.a.root_url, key) for key in keys}
         assert len(set(on_a.values())) == 3, on_a
         pair = next([k, other] for k in keys for other in keys if k < other and on_a[k] == on_a[other])
         time.sleep(0.5)  # published in the background
@@ -228,11 +233,9 @@ def test_a_conversation_keeps_its_account_on_the_other_core(tmp_path: Path, redi
         # Through core B, each keeps its account. The pair comes first, back to back: without what
         # core A announced, core B would never give a new conversation the account it just used.
         for key in pair + [k for k in keys if k not in pair]:
-            assert converse(root_b, key) == on_a[key], key
+            assert converse(cores.root_b, key) == on_a[key], key
     finally:
-        facade_b.stop()
-        core_b.stop()
-        stack.stop()
+        cores.stop()
 
 
 def test_redis_away_fails_nothing(tmp_path: Path) -> None:
