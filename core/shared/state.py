@@ -69,37 +69,27 @@ class SharedAccounts:
 
     def publish(self, account: Account, kind: str, reason: str) -> None:
         """AccountPool.on_shared_change: pass this replica's decision on, in the background."""
-        payload = json.dumps(
-            {
-                "replica": self.replica,
-                "kind": kind,
-                "account": account.id,
-                "until": account.cooldown_until,
-                "reason": reason,
-            }
-        )
-        self._send(payload)
+        self._send(kind, account=account.id, until=account.cooldown_until, reason=reason)
 
     def publish_affinity(self, key: str, account_id: str) -> None:
         """AccountPool.on_affinity_change: a conversation's new account, to the others. Not stored:
         a replica that starts later learns conversations as they come (the map is a cache)."""
-        payload = json.dumps({"replica": self.replica, "kind": "affine", "key": key, "account": account_id})
-        self._send(payload)
+        self._send("affine", key=key, account=account_id)
 
     def publish_proxy_down(self, url: str, until: float, reason: str) -> None:
         """ProxyHealth.on_down: the others skip the proxy's accounts too, without each waiting on a
         dead proxy first. The proxy goes by a hash: its URL may carry a password."""
-        payload = {"kind": "proxy_down", "proxy": proxy_id(url), "until": until, "reason": reason}
-        self._send(json.dumps({"replica": self.replica, **payload}))
+        self._send("proxy_down", proxy=proxy_id(url), until=until, reason=reason)
 
     def store_changed(self) -> None:
         """Backoffice.on_store_change: the others re-read the store (a license created or
         revoked, an account added or removed here)."""
-        payload = json.dumps({"replica": self.replica, "kind": "sync"})
-        self._send(payload)
+        self._send("sync")
 
-    def _send(self, payload: str) -> None:
-        """Publishes in the background: the request that caused it does not wait on Redis."""
+    def _send(self, kind: str, **fields: object) -> None:
+        """Publishes one message in the background: the request that caused it does not wait on
+        Redis. Every message names this replica, so that it can skip its own when they come back."""
+        payload = json.dumps({"replica": self.replica, "kind": kind, **fields})
         task = asyncio.get_running_loop().create_task(self._write(payload))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
