@@ -25,9 +25,6 @@ log = logging.getLogger("facade.auth")
 
 
 class FailureLimiter(Protocol):
-    limit: int
-    lockout: float
-
     async def blocked_for(self, client: str) -> float:
         """Seconds the client must still wait (0: not blocked)."""
         ...
@@ -111,14 +108,11 @@ class AuthFailureLimitMiddleware:
                     scope.get("path", "-"),
                     count,
                 )
-                if count >= self.limiter.limit:
-                    # Once per lockout: the refusals during it are not logged, so a flood of
-                    # guesses cannot flood the log.
+                # The failure that started a lockout is logged as such; the refusals during it
+                # are not logged, so a flood of guesses cannot flood the log.
+                if (locked := await self.limiter.blocked_for(client)) > 0:
                     log.warning(
-                        "%s locked out for %.0f s after %d failed authentications",
-                        client,
-                        self.limiter.lockout,
-                        count,
+                        "%s locked out for %.0f s after %d failed authentications", client, locked, count
                     )
             await send(message)
 
