@@ -91,6 +91,21 @@ def wait_for(collector: Collector, check: Any, timeout: float = 20) -> list[tupl
     raise AssertionError(f"spans never arrived: {[(s, sp.name) for s, sp in collector.spans]}")
 
 
+def upstream_chain(spans: list[tuple[str, Span]]) -> list[tuple[str, Span]] | None:
+    """The upstream attempt and its ancestors up to the trace's root, with their services; None
+    while one has not arrived (spans are exported in batches as each ends, children first)."""
+    by_id = {s.span_id: (service, s) for service, s in spans}
+    for service, span in spans:
+        if span.name != "cursor.upstream":
+            continue
+        chain = [(service, span)]
+        while chain[-1][1].parent_span_id in by_id:
+            chain.append(by_id[chain[-1][1].parent_span_id])
+        if not chain[-1][1].parent_span_id:
+            return chain
+    return None
+
+
 def test_one_trace_from_facade_through_core_to_upstream(traced: tuple[Stack, Collector]) -> None:
     stack, collector = traced
     response = httpx.post(
@@ -101,41 +116,20 @@ def test_one_trace_from_facade_through_core_to_upstream(traced: tuple[Stack, Col
     )
     assert response.status_code == 200 and "data: [DONE]" in response.text
 
-    def complete(spans: list[tuple[str, Span]]) -> bool:
-        # Spans arrive in export batches as each one ends, children before parents: wait until every
-        # span from the upstream attempt up to a root has arrived, not just the two ends.
-        ids = {s.span_id: s for _, s in spans}
-        for _, span in spans:
-            if span.name == "cursor.upstream":
-                while span.parent_span_id:
-                    if span.parent_span_id not in ids:
-                        break
-                    span = ids[span.parent_span_id]
-                else:
-                    return True
-        return False
+    spans = wait_for(collector, lambda spans: upstream_chain(spans) is not None)
+    chain = upstream_chain(spans)
+    assert chain is not None
 
-    spans = wait_for(collector, complete)
-    upstream = next(s for service, s in spans if s.name == "cursor.upstream")
-    assert next(service for service, s in spans if s is upstream) == "cursorgate-core"
-    trace = [(service, s) for service, s in spans if s.trace_id == upstream.trace_id]
-    by_id = {s.span_id: (service, s) for service, s in trace}
-
-    # Walk up from the upstream attempt: core's gRPC server span, the facade's gRPC client span,
-    # then (through FastAPI's own endpoint span) the facade's HTTP server span, the trace's root.
-    service, core_call = by_id[upstream.parent_span_id]
-    assert (service, core_call.kind) == ("cursorgate-core", Span.SPAN_KIND_SERVER)
+    # Up from the upstream attempt: core's gRPC server span, the facade's gRPC client span, then
+    # (through FastAPI's own endpoint span) the facade's HTTP server span, the trace's root.
+    (service, upstream), (core_service, core_call), (facade_service, facade_call), *ancestors = chain
+    assert service == "cursorgate-core"
+    assert {s.trace_id for _, s in chain} == {upstream.trace_id}
+    assert (core_service, core_call.kind) == ("cursorgate-core", Span.SPAN_KIND_SERVER)
     assert core_call.name == "/cursorgate.v1.ChatService/StreamChat"
-    service, facade_call = by_id[core_call.parent_span_id]
-    assert (service, facade_call.kind) == ("cursorgate-facade", Span.SPAN_KIND_CLIENT)
-    ancestors = []
-    parent = facade_call.parent_span_id
-    while parent:
-        service, span = by_id[parent]
-        assert service == "cursorgate-facade"
-        ancestors.append(span)
-        parent = span.parent_span_id
-    root = ancestors[-1]
+    assert (facade_service, facade_call.kind) == ("cursorgate-facade", Span.SPAN_KIND_CLIENT)
+    assert ancestors and all(service == "cursorgate-facade" for service, _ in ancestors)
+    root = ancestors[-1][1]
     assert root.kind == Span.SPAN_KIND_SERVER
     assert root.name == "POST /cursor/v1/chat/completions"
 
