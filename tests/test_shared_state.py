@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.cluster import redis_server
-from tests.procs import Proc, Stack, free_port, start_stack
+from tests.procs import Proc, free_port, start_stack
 from tests.socks_proxy import PROXY_PASSWORD, SocksProxy
 from tests.store_backends import distinct_token
 
@@ -36,26 +36,70 @@ def ask(url: str, license: str) -> httpx.Response:
     )
 
 
-def second_replica(stack: Stack, tmp_path: Path) -> tuple[Proc, Proc]:
-    """Another core on the same database and Redis, and a facade in front of it alone."""
-    core = Proc("core-b", "core", free_port(), {**stack.core.env}, tmp_path / "core-b.log")
-    core.env["CURSORGATE_GRPC_PORT"] = str(core.port)
-    facade = Proc("facade-b", "facade", free_port(), {**stack.facade.env}, tmp_path / "facade-b.log")
-    facade.env["CURSORGATE_HTTP_PORT"] = str(facade.port)
-    facade.env["CURSORGATE_CORE_ADDRESS"] = f"127.0.0.1:{core.port}"
-    return core, facade
+ADMIN_KEY = "adm-shared-state-0123456789"
+
+
+class TwoCores:
+    """Core A (with its facade) and core B (with a facade in front of it alone) on one database and
+    one Redis, with an admin key. The store's own sync would carry state over too, but only after
+    its interval: that is an hour here, so only Redis can explain what core B knows."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, extra: dict[str, str] | None = None) -> None:
+        env = {
+            "CURSORGATE_REDIS_URL": redis_url,
+            "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
+            "CURSORGATE_ADMIN_KEY": ADMIN_KEY,
+            **(extra or {}),
+        }
+        self.a = start_stack(tmp_path, env)
+        self.headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+        self.core_b = Proc("core-b", "core", free_port(), {**self.a.core.env}, tmp_path / "core-b.log")
+        self.core_b.env["CURSORGATE_GRPC_PORT"] = str(self.core_b.port)
+        self.facade_b = Proc(
+            "facade-b", "facade", free_port(), {**self.a.facade.env}, tmp_path / "facade-b.log"
+        )
+        self.facade_b.env["CURSORGATE_HTTP_PORT"] = str(self.facade_b.port)
+        self.facade_b.env["CURSORGATE_CORE_ADDRESS"] = f"127.0.0.1:{self.core_b.port}"
+        self.root_b = f"http://127.0.0.1:{self.facade_b.port}"
+        self.url_b = f"{self.root_b}/cursor/v1"
+        try:
+            self.core_b.start()
+            self.facade_b.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def accounts(self, root: str) -> list[dict[str, Any]]:
+        listed = httpx.get(f"{root}/cursor/admin/api/accounts", headers=self.headers, timeout=30)
+        accounts: list[dict[str, Any]] = listed.json()["accounts"]
+        return accounts
+
+    def add_account(self, body: dict[str, object]) -> None:
+        """Added through core A; core B re-reads the store when A announces it."""
+        assert self.a.admin("POST", "/accounts", body).status_code == 201
+        count = len(self.accounts(self.a.root_url))
+        deadline = time.monotonic() + 10
+        while len(self.accounts(self.root_b)) < count:
+            assert time.monotonic() < deadline, "core B never saw the account added through core A"
+            time.sleep(0.2)
+
+    def served_by(self, root: str) -> str:
+        """The account of the last request the core behind this facade logged."""
+        answer = httpx.get(f"{root}/cursor/admin/api/requests?limit=1", headers=self.headers, timeout=30)
+        (entry,) = answer.json()["requests"]
+        assert entry["outcome"] == "ok", entry
+        return str(entry["account_id"])
+
+    def stop(self) -> None:
+        self.facade_b.stop()
+        self.core_b.stop()
+        self.a.stop()
 
 
 def test_a_cooldown_set_by_one_core_is_honoured_by_the_other(tmp_path: Path, redis_url: str) -> None:
-    # The store's own sync would carry the cooldown over too, but only after its interval: make
-    # that an hour, so only Redis can explain what the second core knows.
-    env = {"CURSORGATE_REDIS_URL": redis_url, "CURSORGATE_STORE_SYNC_INTERVAL": "3600"}
-    stack = start_stack(tmp_path, env)
-    core_b, facade_b = second_replica(stack, tmp_path)
+    cores = TwoCores(tmp_path, redis_url)
+    stack, url_b = cores.a, cores.url_b
     try:
-        core_b.start()
-        facade_b.start()
-        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
         assert ask(url_b, stack.license).status_code == 200  # core B can reach Cursor
 
         # Cursor rate-limits the only account; core A meets it and cools the account down.
@@ -75,21 +119,15 @@ def test_a_cooldown_set_by_one_core_is_honoured_by_the_other(tmp_path: Path, red
         assert second.status_code == 429
         assert len(stack.chat_requests()) == upstream_calls
         assert int(second.headers["retry-after"]) > 200  # the remaining cooldown, not a default
-        assert "cooled down by another replica" in core_b.log.read_text()
+        assert "cooled down by another replica" in cores.core_b.log.read_text()
     finally:
-        facade_b.stop()
-        core_b.stop()
-        stack.stop()
+        cores.stop()
 
 
 def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Path, redis_url: str) -> None:
-    env = {"CURSORGATE_REDIS_URL": redis_url, "CURSORGATE_STORE_SYNC_INTERVAL": "3600"}
-    stack = start_stack(tmp_path, env)
-    core_b, facade_b = second_replica(stack, tmp_path)
+    cores = TwoCores(tmp_path, redis_url)
+    stack, url_b = cores.a, cores.url_b
     try:
-        core_b.start()
-        facade_b.start()
-        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
         assert ask(url_b, stack.license).status_code == 200
 
         # Cursor starts rejecting the only account's token; core A disables the account.
@@ -103,64 +141,9 @@ def test_an_account_disabled_by_one_core_is_left_alone_by_the_other(tmp_path: Pa
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "no_account_available"
         assert len(stack.chat_requests()) == upstream_calls
-        assert "disabled by another replica" in core_b.log.read_text()
+        assert "disabled by another replica" in cores.core_b.log.read_text()
     finally:
-        facade_b.stop()
-        core_b.stop()
-        stack.stop()
-
-
-ADMIN_KEY = "adm-shared-state-0123456789"
-
-
-class TwoCores:
-    """Core A (with its facade) and core B (with its own) on one database and one Redis, with an
-    admin key, the hourly store sync pushed out of the way: only Redis explains what B knows."""
-
-    def __init__(self, tmp_path: Path, redis_url: str, extra: dict[str, str]) -> None:
-        env = {
-            "CURSORGATE_REDIS_URL": redis_url,
-            "CURSORGATE_STORE_SYNC_INTERVAL": "3600",
-            "CURSORGATE_ADMIN_KEY": ADMIN_KEY,
-            **extra,
-        }
-        self.a = start_stack(tmp_path, env)
-        self.core_b, self.facade_b = second_replica(self.a, tmp_path)
-        self.root_b = f"http://127.0.0.1:{self.facade_b.port}"
-        try:
-            self.core_b.start()
-            self.facade_b.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def accounts(self, root: str) -> list[dict[str, Any]]:
-        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
-        listed = httpx.get(f"{root}/cursor/admin/api/accounts", headers=headers, timeout=30)
-        accounts: list[dict[str, Any]] = listed.json()["accounts"]
-        return accounts
-
-    def add_account(self, body: dict[str, object]) -> None:
-        """Added through core A; core B re-reads the store when A announces it."""
-        assert self.a.admin("POST", "/accounts", body).status_code == 201
-        count = len(self.accounts(self.a.root_url))
-        deadline = time.monotonic() + 10
-        while len(self.accounts(self.root_b)) < count:
-            assert time.monotonic() < deadline, "core B never saw the account added through core A"
-            time.sleep(0.2)
-
-    def served_by(self, root: str) -> str:
-        """The account of the last request the core behind this facade logged."""
-        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
-        answer = httpx.get(f"{root}/cursor/admin/api/requests?limit=1", headers=headers, timeout=30)
-        (entry,) = answer.json()["requests"]
-        assert entry["outcome"] == "ok", entry
-        return str(entry["account_id"])
-
-    def stop(self) -> None:
-        self.facade_b.stop()
-        self.core_b.stop()
-        self.a.stop()
+        cores.stop()
 
 
 def test_a_proxy_one_core_found_down_is_skipped_by_the_other(tmp_path: Path, redis_url: str) -> None:
@@ -255,17 +238,11 @@ def test_a_license_cap_holds_across_cores_and_a_dead_cores_slots_come_back(
 ) -> None:
     from tests.test_drain import StreamInBackground
 
-    env = {
-        "CURSORGATE_REDIS_URL": redis_url,
-        "CURSORGATE_LICENSE_MAX_CONCURRENT": "2",
-        "CURSORGATE_REDIS_SLOT_TTL": "2",
-    }
-    stack = start_stack(tmp_path, env)
-    core_b, facade_b = second_replica(stack, tmp_path)
+    cores = TwoCores(
+        tmp_path, redis_url, {"CURSORGATE_LICENSE_MAX_CONCURRENT": "2", "CURSORGATE_REDIS_SLOT_TTL": "2"}
+    )
+    stack, url_b = cores.a, cores.url_b
     try:
-        core_b.start()
-        facade_b.start()
-        url_b = f"http://127.0.0.1:{facade_b.port}/cursor/v1"
         # Two long streams on core A take both slots of the license.
         streams = [StreamInBackground(stack, "hold\nsim: chunks=100 delay_ms=200") for _ in range(2)]
         for stream in streams:
@@ -285,6 +262,4 @@ def test_a_license_cap_holds_across_cores_and_a_dead_cores_slots_come_back(
             time.sleep(0.3)
         assert status == 200
     finally:
-        facade_b.stop()
-        core_b.stop()
-        stack.stop()
+        cores.stop()

@@ -3,8 +3,6 @@ loopback), and a dead proxy is a retryable 503 that never counts against the acc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,51 +11,23 @@ from typing import Any
 import openai
 import pytest
 
-from tests.procs import Stack, free_port, start_stack, wait_port
+from tests.procs import Stack, free_port, start_stack
+from tests.socks_proxy import SocksProxy
 
 ADMIN_KEY = "adm-proxy-tests-0123456789"
 HELLO: Any = [{"role": "user", "content": "through the proxy"}]
-# pproxy (PyPI) as a real proxy process. It installs uvloop when it can, then asks for an event
-# loop the way uvloop no longer supports; it runs on the standard loop instead.
-PPROXY = [
-    sys.executable,
-    "-c",
-    "import sys; sys.modules['uvloop'] = None; sys.argv[0] = 'pproxy'; "
-    "from pproxy.server import main; main()",
-]
-
-
-class ProxyProcess:
-    def __init__(self, port: int, log: Path) -> None:
-        self.port, self.log = port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            listen = f"socks5://127.0.0.1:{self.port}"
-            self.proc = subprocess.Popen([*PPROXY, "-l", listen, "-v"], stdout=out, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, self.log)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def connections_to(self, port: int) -> int:
-        return self.log.read_text(errors="replace").count(f"127.0.0.1:{port}")
 
 
 @pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[tuple[Stack, ProxyProcess]]:
-    proxy = ProxyProcess(free_port(), tmp_path / "proxy.log")
+def proxied(tmp_path: Path) -> Iterator[tuple[Stack, SocksProxy]]:
+    proxy = SocksProxy(free_port(), tmp_path / "proxy.log", password=False)
     proxy.start()
-    url = f"socks5://127.0.0.1:{proxy.port}"
     gateway = start_stack(
-        tmp_path / "gw", {"CURSORGATE_UPSTREAM_PROXY": url, "CURSORGATE_ADMIN_KEY": ADMIN_KEY}
+        tmp_path / "gw", {"CURSORGATE_UPSTREAM_PROXY": proxy.url, "CURSORGATE_ADMIN_KEY": ADMIN_KEY}
     )
     yield gateway, proxy
     gateway.stop()
-    proxy.stop()
+    proxy.kill()
 
 
 def chat(stack: Stack) -> str:
@@ -65,12 +35,12 @@ def chat(stack: Stack) -> str:
     return client.chat.completions.create(model="gpt-5.2", messages=HELLO).choices[0].message.content or ""
 
 
-def test_chats_go_through_the_proxy_and_survive_its_death(proxied: tuple[Stack, ProxyProcess]) -> None:
+def test_chats_go_through_the_proxy_and_survive_its_death(proxied: tuple[Stack, SocksProxy]) -> None:
     gateway, proxy = proxied
     assert "through the proxy" in chat(gateway)
-    assert proxy.connections_to(gateway.sim.port) >= 1  # the proxy carried the call to "Cursor"
+    assert proxy.carried(gateway.sim.port) >= 1  # the proxy carried the call to "Cursor"
 
-    proxy.stop()
+    proxy.kill()
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.license, max_retries=0)
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="gpt-5.2", messages=HELLO)
