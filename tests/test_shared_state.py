@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.cluster import redis_server
-from tests.procs import Proc, free_port, start_stack
+from tests.procs import Proc, Stack, free_port, start_stack
 from tests.socks_proxy import PROXY_PASSWORD, SocksProxy
 from tests.store_backends import distinct_token
 
@@ -36,6 +36,16 @@ def ask(url: str, license: str) -> httpx.Response:
     )
 
 
+def second_replica(stack: Stack, tmp_path: Path) -> tuple[Proc, Proc]:
+    """Another core on the same database and Redis, and a facade in front of it alone (not started)."""
+    core = Proc("core-b", "core", free_port(), {**stack.core.env}, tmp_path / "core-b.log")
+    core.env["CURSORGATE_GRPC_PORT"] = str(core.port)
+    facade = Proc("facade-b", "facade", free_port(), {**stack.facade.env}, tmp_path / "facade-b.log")
+    facade.env["CURSORGATE_HTTP_PORT"] = str(facade.port)
+    facade.env["CURSORGATE_CORE_ADDRESS"] = f"127.0.0.1:{core.port}"
+    return core, facade
+
+
 ADMIN_KEY = "adm-shared-state-0123456789"
 
 
@@ -53,13 +63,7 @@ class TwoCores:
         }
         self.a = start_stack(tmp_path, env)
         self.headers = {"authorization": f"Bearer {ADMIN_KEY}"}
-        self.core_b = Proc("core-b", "core", free_port(), {**self.a.core.env}, tmp_path / "core-b.log")
-        self.core_b.env["CURSORGATE_GRPC_PORT"] = str(self.core_b.port)
-        self.facade_b = Proc(
-            "facade-b", "facade", free_port(), {**self.a.facade.env}, tmp_path / "facade-b.log"
-        )
-        self.facade_b.env["CURSORGATE_HTTP_PORT"] = str(self.facade_b.port)
-        self.facade_b.env["CURSORGATE_CORE_ADDRESS"] = f"127.0.0.1:{self.core_b.port}"
+        self.core_b, self.facade_b = second_replica(self.a, tmp_path)
         self.root_b = f"http://127.0.0.1:{self.facade_b.port}"
         self.url_b = f"{self.root_b}/cursor/v1"
         try:
