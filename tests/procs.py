@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from core.upstream.base import PROBE_MODEL
 from simulator.config import make_jwt
@@ -20,23 +22,61 @@ from simulator.config import make_jwt
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports for the processes the tests start are picked below the kernel's ephemeral range (32768 and
+# up on Linux, where outgoing connections take theirs), in a block of their own per pytest-xdist
+# worker, and never twice in one run: with bind(0), a port handed to one worker could be handed to
+# the other before the first one's process had bound it (CI once saw a facade talk to another
+# test's server on what it took for its core's port).
+FIRST_PORT, LAST_PORT = 10_000, 32_767
+_handed: set[int] = set()
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    size = (LAST_PORT - FIRST_PORT) // max(1, workers)
+    start = FIRST_PORT + (index % max(1, workers)) * size
+    return range(start, start + size)
+
+
 def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    block = _port_block()
+    if len(_handed) > len(block) // 2:
+        _handed.clear()  # long since bound and released: reusable
+    for _ in range(1000):
+        port = random.choice(block)
+        if port in _handed:
+            continue
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): another one
+        _handed.add(port)
+        return port
+    raise RuntimeError(f"no free port in {block}")
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Until `proc` itself listens on the port. A connection alone is not enough: another process
+    may hold the port, and then ours fails to bind while the tests talk to the other one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.closing(socket.socket()) as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if _listens(proc.pid, port):
+            return
         time.sleep(0.05)
     raise RuntimeError(f"{proc.args!r} did not listen on {port}:\n{log.read_text()[-3000:]}")
+
+
+def _listens(pid: int, port: int) -> bool:
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
 
 
 @dataclass
